@@ -1,0 +1,46 @@
+"""Callbacks that run inside worker processes (the Django app uses them for database connections).
+
+Register them before the pool starts: workers are forked from the state the parent had then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+Hook = Callable[[], None]
+
+worker_start: list[Hook] = []
+worker_exit: list[Hook] = []
+before_call: list[Hook] = []
+after_call: list[Hook] = []
+
+
+def _add(hooks: list[Hook], fn: Hook) -> Hook:
+    if fn not in hooks:
+        hooks.append(fn)
+    return fn
+
+
+def on_worker_start(fn: Hook) -> Hook:
+    """Runs once in each new worker, before its first call (also after a respawn)."""
+    return _add(worker_start, fn)
+
+
+def on_worker_exit(fn: Hook) -> Hook:
+    """Runs in a worker that leaves on purpose (shutdown, recycling); not after a crash."""
+    return _add(worker_exit, fn)
+
+
+def before_each_call(fn: Hook) -> Hook:
+    """Runs in the worker before every call."""
+    return _add(before_call, fn)
+
+
+def after_each_call(fn: Hook) -> Hook:
+    """Runs in the worker after every call, even one that raised."""
+    return _add(after_call, fn)
+
+
+def run(hooks: list[Hook]) -> None:
+    for fn in hooks:
+        fn()

@@ -1,0 +1,138 @@
+"""One pool per process: start it, find it, stop it, and forget it in forked children.
+
+A pool belongs to the process that started it. A child forked from that process (a gunicorn
+worker under ``preload_app``, a user's ``os.fork()``) drops its inherited copy at fork time and
+starts its own pool on first use, so it never touches its parent's workers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import warnings
+from typing import Any
+
+from multicore import _core, _options, _process
+
+
+class PoolHandle:
+    __slots__ = ("core", "options", "workers", "pid", "started_at")
+
+    def __init__(self, core: _core.Pool, options: _options.Options, workers: int) -> None:
+        self.core = core
+        self.options = options
+        self.workers = workers
+        self.pid = os.getpid()
+        self.started_at = time.monotonic()
+
+
+_lock = threading.RLock()
+_pool: PoolHandle | None = None
+_forking_supervisor = False
+
+
+def in_worker() -> bool:
+    return _process.role != "parent"
+
+
+def usable_cpus() -> int:
+    return _core.usable_cpus()
+
+
+def _start(options: _options.Options) -> PoolHandle:
+    global _forking_supervisor
+    workers = options.workers or usable_cpus()
+    core = _core.Pool(
+        workers,
+        slots=options.slots,
+        inline_size=options.inline_size,
+        worker_spin_us=options.worker_spin_us,
+        parent_spin_us=options.parent_spin_us,
+        max_payload=options.max_payload,
+    )
+    _forking_supervisor = True
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about fork() in a threaded process. This is the one fork the
+            # parent does, into a supervisor that only forks workers from its single thread.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            _process.supervisor_main(core, options)
+    finally:
+        _forking_supervisor = False
+    core.supervisor_started(pid)
+    return PoolHandle(core, options, workers)
+
+
+def initialize(workers: int | None = None, **options: Any) -> None:
+    """Starts this process's pool (idempotent). Keywords override the configured options."""
+    if in_worker():
+        return
+    global _pool
+    opts = _options.current(workers=workers, **options)
+    with _lock:
+        if _pool is not None and _pool.core.alive():
+            return
+        _discard_dead()
+        _pool = _start(opts)
+
+
+def ensure_pool() -> PoolHandle:
+    """The running pool, started with the configured options if there is none (or it died)."""
+    global _pool
+    pool = _pool
+    if pool is not None and pool.pid == os.getpid() and pool.core.alive():
+        return pool
+    with _lock:
+        if _pool is None or not _pool.core.alive():
+            _discard_dead()
+            _pool = _start(_options.current())
+        return _pool
+
+
+def current() -> PoolHandle | None:
+    return _pool
+
+
+def _discard_dead() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.core.shutdown(0.0)
+        _pool = None
+
+
+def shutdown() -> None:
+    """Stops this process's workers and frees the shared memory (idempotent)."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None and pool.pid == os.getpid():
+        pool.core.shutdown(pool.options.shutdown_grace)
+
+
+def pool_info() -> dict[str, Any]:
+    """A snapshot of this process's pool: worker pids and states, counters, options."""
+    pool = _pool
+    if pool is None or pool.pid != os.getpid():
+        return {"running": False, "workers": [], "pid": os.getpid()}
+    info = pool.core.info()
+    info["running"] = pool.core.alive() and info["state"] == "running"
+    info["pid"] = pool.pid
+    info["options"] = pool.options
+    return info
+
+
+def _after_fork_in_child() -> None:
+    global _pool, _lock
+    _lock = threading.RLock()  # another thread may have held it at fork time
+    if _forking_supervisor or _pool is None:
+        return
+    _pool.core.forget_in_child()
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(shutdown)

@@ -1,0 +1,194 @@
+"""Task: a batch of calls run by the pool, collected in submission order by ``get()``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from multicore import _core, _lifecycle, _options, _wire
+from multicore.exceptions import (
+    PoolUnavailableError,
+    TaskCompleteError,
+    TimeoutExceededError,
+    WorkerLostError,
+)
+
+_LOAD_TTL = 1.0  # the kernel updates the load average every 5 s; re-reading it per Task is waste
+_load_cache: tuple[float, float | None] = (float("-inf"), None)
+
+
+def _load_average() -> float | None:
+    global _load_cache
+    now = time.monotonic()
+    if now - _load_cache[0] > _LOAD_TTL:
+        _load_cache = (now, _core.load_average())
+    return _load_cache[1]
+
+
+def machine_busy(max_load_average: float) -> bool:
+    """True when the 1-minute load average exceeds ``max_load_average`` per usable CPU."""
+    load = _load_average()
+    return load is not None and load > max_load_average * _lifecycle.usable_cpus()
+
+
+class _Call:
+    __slots__ = ("slot", "ticket", "name", "outcome")
+
+    def __init__(self, slot: int, ticket: int, name: str) -> None:
+        self.slot = slot
+        self.ticket = ticket
+        self.name = name
+        self.outcome: tuple | None = None
+
+
+class Task:
+    """A batch of calls for the pool.
+
+    ``Task()`` returns ``None`` instead of a Task when the machine is busy (the 1-minute load
+    average is above ``max_load_average`` per CPU) or when called inside a multicore worker; the
+    caller then does the work itself. A Task belongs to the thread that created it.
+    """
+
+    __slots__ = ("_pool", "_calls", "_harvested", "_complete", "_timeout")
+
+    def __new__(cls, max_load_average: float | None = None, timeout: float | None = None) -> Task | None:  # type: ignore[misc]
+        if _lifecycle.in_worker():
+            return None
+        options = _options.current()
+        limit = max_load_average if max_load_average is not None else options.max_load_average
+        if limit is not None and machine_busy(limit):
+            return None
+        self = super().__new__(cls)
+        self._pool = _lifecycle.ensure_pool()
+        self._calls: list[_Call] = []
+        self._harvested = 0
+        self._complete = False
+        self._timeout = timeout if timeout is not None else options.timeout
+        return self
+
+    def run(self, fn: Any, *args: Any, serialization_format: str = "pickle", use_dill: bool = False, **kwargs: Any) -> None:
+        """Queues ``fn(*args, **kwargs)``; the result comes back from ``get()``.
+
+        ``serialization_format`` ("pickle", "json" or "string") is how the result travels back;
+        ``use_dill`` sends lambdas, closures and local functions with dill.
+        """
+        if self._complete:
+            raise TaskCompleteError()
+        if not callable(fn):
+            raise TypeError(f"Task.run() needs a callable first, got {type(fn).__name__}: {fn!r:.80}")
+        if serialization_format not in _wire.FORMATS:
+            raise ValueError(
+                f"serialization_format must be one of {', '.join(map(repr, _wire.FORMATS))}, "
+                f"got {serialization_format!r}"
+            )
+        tag, payload = _wire.encode_call(fn, args, kwargs, serialization_format, use_dill)
+        slot, ticket = self._submit(tag, payload)
+        self._calls.append(_Call(slot, ticket, getattr(fn, "__qualname__", type(fn).__qualname__)))
+
+    def _submit(self, tag: int, payload: bytes) -> tuple[int, int]:
+        core = self._pool.core
+        while True:
+            handle = core.submit(tag, payload)
+            if handle is not None:
+                return handle
+            # Every slot is in use: make room by collecting our own finished results (blocking on
+            # our oldest call), or wait for another thread to free one.
+            if self._harvested < len(self._calls):
+                call = self._calls[self._harvested]
+                if call.outcome is None:
+                    call.outcome = core.wait(call.slot, call.ticket, 0.1)
+                self._harvest_finished()
+            else:
+                core.wait_for_free_slot(0.1)
+
+    def _harvest_finished(self) -> None:
+        """Collects, in order, every result that is already there (frees their slots)."""
+        core, calls = self._pool.core, self._calls
+        while self._harvested < len(calls):
+            call = calls[self._harvested]
+            if call.outcome is None:
+                call.outcome = core.take(call.slot, call.ticket)
+                if call.outcome is None:
+                    return
+            self._harvested += 1
+
+    def get(self, timeout: float | None = None) -> list[Any]:
+        """Returns every call's result in submission order.
+
+        Raises the first failed call's own exception (after all calls finished), with the worker's
+        traceback as ``__cause__``; :class:`TimeoutExceededError` when ``timeout`` (seconds,
+        default: the Task's) passes, stopping the calls still running; :class:`WorkerLostError`
+        as soon as a worker running one of the calls dies.
+        """
+        if self._complete:
+            raise TaskCompleteError()
+        self._complete = True
+        timeout = timeout if timeout is not None else self._timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self._wait_all(deadline, timeout)
+        except BaseException as exc:
+            # Timeouts and Ctrl-C stop the work; after a lost worker the rest may finish, unread.
+            self._cancel_pending(kill=not isinstance(exc, WorkerLostError))
+            raise
+        return [_wire.decode_result(*call.outcome[1:]) for call in self._calls]
+
+    def _wait_all(self, deadline: float | None, timeout: float | None) -> None:
+        core = self._pool.core
+        for index, call in enumerate(self._calls):
+            while call.outcome is None:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                call.outcome = core.wait(call.slot, call.ticket, remaining)
+                if call.outcome is not None:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutExceededError(
+                        f"Task.get() timed out after {timeout}s with {self._pending()} of "
+                        f"{len(self._calls)} calls unfinished; they were stopped and their workers replaced"
+                    )
+                self._check_lost()  # woken because some worker died: is it one of ours?
+            self._raise_if_lost(index, call)
+        for index, call in enumerate(self._calls):
+            self._raise_if_lost(index, call)
+
+    def _pending(self) -> int:
+        return sum(1 for c in self._calls if c.outcome is None)
+
+    def _check_lost(self) -> None:
+        core = self._pool.core
+        for index, call in enumerate(self._calls):
+            if call.outcome is None:
+                call.outcome = core.take(call.slot, call.ticket)
+                self._raise_if_lost(index, call)
+
+    def _raise_if_lost(self, index: int, call: _Call) -> None:
+        if call.outcome is None or call.outcome[0] != "lost":
+            return
+        _, pid, status = call.outcome
+        if pid == 0:
+            raise PoolUnavailableError(
+                f"call {index} ({call.name}) could not run: the pool stopped respawning workers "
+                f"after repeated start-up failures (last: {WorkerLostError.describe(status)})"
+            )
+        raise WorkerLostError(
+            f"worker pid {pid} died with {WorkerLostError.describe(status)} while running call "
+            f"{index} of {len(self._calls)} ({call.name}); the pool replaced it. A signal like "
+            "SIGKILL often means the OOM killer; SIGSEGV a crash in native code",
+            pid=pid,
+            exitcode=status if status >= 0 else None,
+            signal=-status if status < 0 else None,
+        )
+
+    def _cancel_pending(self, kill: bool) -> None:
+        core = self._pool.core
+        for call in self._calls:
+            if call.outcome is None:
+                core.cancel(call.slot, call.ticket, kill)
+                call.outcome = ("cancelled",)
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def __repr__(self) -> str:
+        state = "collected" if self._complete else "open"
+        return f"<multicore.Task {state}, {len(self._calls)} calls>"

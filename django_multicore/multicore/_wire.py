@@ -1,0 +1,180 @@
+"""What travels through shared memory: encoding calls in the parent, results in the worker.
+
+A request is ``pickle((function_blob, args, kwargs, result_format))`` where ``function_blob`` is
+the function pickled by reference once and cached on both sides: pickling the function reference
+costs more than the whole transport (research/ipc-floor.md). With ``use_dill`` the whole call is
+dill-pickled instead. The request tag says which.
+
+A response's tag is its kind: a result in one of the three formats, or an error report.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import traceback
+from typing import Any
+
+from multicore.exceptions import RemoteError, RemoteTraceback, SerializationError
+
+PROTOCOL = 5
+
+# Request tags.
+CALL_PICKLE = 0
+CALL_DILL = 1
+
+# Result formats (the original's serialization_format) and response kinds.
+FORMATS = {"pickle": 0, "json": 1, "string": 2}
+RESULT_ERROR = 3
+
+_FN_CACHE_MAX = 512
+_fn_blobs: dict[Any, bytes] = {}
+
+
+def describe(obj: Any) -> str:
+    """A short name for an object in error messages."""
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    module = getattr(obj, "__module__", None)
+    text = f"{module}.{name}" if module and module != "builtins" else name
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        text += f" (defined at {code.co_filename}:{code.co_firstlineno})"
+    return text
+
+
+def _function_blob(fn: Any) -> bytes:
+    # Only plain functions and builtins are cached: a bound method's pickle holds its instance,
+    # which may change between calls.
+    cacheable = type(fn).__name__ in ("function", "builtin_function_or_method", "type")
+    if cacheable:
+        blob = _fn_blobs.get(fn)
+        if blob is not None:
+            return blob
+    blob = pickle.dumps(fn, PROTOCOL)
+    if cacheable:
+        if len(_fn_blobs) >= _FN_CACHE_MAX:
+            _fn_blobs.clear()
+        _fn_blobs[fn] = blob
+    return blob
+
+
+def _culprit(fn: Any, args: tuple, kwargs: dict, dumps) -> str:
+    """Finds which part of a call cannot be pickled, for the error message."""
+    candidates = [("the function", fn)]
+    candidates += [(f"argument {i}", a) for i, a in enumerate(args)]
+    candidates += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for label, obj in candidates:
+        try:
+            dumps(obj)
+        except Exception as exc:  # noqa: BLE001 - any failure names the culprit
+            return f"{label} ({describe(obj)}): {type(exc).__name__}: {exc}"
+    return "the call"
+
+
+def encode_call(fn: Any, args: tuple, kwargs: dict, result_format: str, use_dill: bool) -> tuple[int, bytes]:
+    fmt = FORMATS[result_format]
+    if use_dill:
+        try:
+            import dill
+        except ImportError as exc:
+            raise SerializationError(
+                "use_dill=True needs the dill package: pip install 'django-multicore[dill]'"
+            ) from exc
+        try:
+            return CALL_DILL, dill.dumps((fn, args, kwargs, fmt), protocol=PROTOCOL)
+        except Exception as exc:  # noqa: BLE001
+            raise SerializationError(
+                f"cannot send {_culprit(fn, args, kwargs, dill.dumps)} to a worker, even with dill"
+            ) from exc
+    try:
+        return CALL_PICKLE, pickle.dumps((_function_blob(fn), args, kwargs, fmt), PROTOCOL)
+    except Exception as exc:  # noqa: BLE001
+        raise SerializationError(
+            f"cannot send {_culprit(fn, args, kwargs, lambda o: pickle.dumps(o, PROTOCOL))} to a "
+            "worker. Use a module-level function and picklable arguments, or run(..., "
+            "use_dill=True) for lambdas, closures and locally defined functions"
+        ) from exc
+
+
+class WorkerCache:
+    """Functions already unpickled in this worker, keyed by their blob."""
+
+    def __init__(self) -> None:
+        self.functions: dict[bytes, Any] = {}
+
+    def decode_call(self, tag: int, payload: bytes) -> tuple[Any, tuple, dict, int]:
+        if tag == CALL_DILL:
+            import dill
+
+            return dill.loads(payload)
+        blob, args, kwargs, fmt = pickle.loads(payload)
+        fn = self.functions.get(blob)
+        if fn is None:
+            fn = pickle.loads(blob)
+            if len(self.functions) >= _FN_CACHE_MAX:
+                self.functions.clear()
+            self.functions[blob] = fn
+        return fn, args, kwargs, fmt
+
+
+def encode_result(result: Any, fmt: int, fn: Any) -> tuple[int, bytes]:
+    """In the worker: serialize a result, or an error report when it cannot be."""
+    try:
+        if fmt == FORMATS["pickle"]:
+            return fmt, pickle.dumps(result, PROTOCOL)
+        if fmt == FORMATS["json"]:
+            return fmt, json.dumps(result).encode()
+        if not isinstance(result, str):
+            raise TypeError(f"serialization_format='string' needs a str result, got {type(result).__name__}")
+        return fmt, result.encode("utf-8", "surrogatepass")
+    except Exception as exc:  # noqa: BLE001
+        name = {0: "pickle", 1: "json", 2: "string"}[fmt]
+        error = SerializationError(
+            f"the result of {describe(fn)} ({type(result).__name__}) could not be sent back with "
+            f"serialization_format={name!r}: {type(exc).__name__}: {exc}"
+        )
+        return encode_error(error, traceback.format_exc())
+
+
+def encode_error(exc: BaseException, tb: str) -> tuple[int, bytes]:
+    """In the worker: an exception as (pickled exception or None, type name, message, traceback)."""
+    blob: bytes | None
+    try:
+        blob = pickle.dumps(exc, PROTOCOL)
+        pickle.loads(blob)  # an exception that pickles but cannot be rebuilt would fail in the parent
+        reason = ""
+    except Exception as why:  # noqa: BLE001
+        blob, reason = None, f"{type(why).__name__}: {why}"
+    kind = type(exc)
+    type_name = f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__qualname__
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001
+        message = "<unprintable exception>"
+    return RESULT_ERROR, pickle.dumps((blob, type_name, message, tb, reason), PROTOCOL)
+
+
+def decode_result(kind: int, body: bytes) -> Any:
+    """In the parent: the result, or raises the call's exception with the remote traceback."""
+    if kind == FORMATS["pickle"]:
+        try:
+            return pickle.loads(body)
+        except Exception as exc:  # noqa: BLE001
+            raise SerializationError(f"a result could not be unpickled in the parent: {exc}") from exc
+    if kind == FORMATS["json"]:
+        return json.loads(body)
+    if kind == FORMATS["string"]:
+        return body.decode("utf-8", "surrogatepass")
+    if kind != RESULT_ERROR:
+        raise SerializationError(f"unknown result kind {kind}")
+    blob, type_name, message, tb, reason = pickle.loads(body)
+    exc: BaseException
+    if blob is None:
+        exc = RemoteError(type_name, message, tb, reason)
+    else:
+        try:
+            exc = pickle.loads(blob)
+        except Exception as why:  # noqa: BLE001
+            exc = RemoteError(type_name, message, tb, f"{type(why).__name__}: {why}")
+    exc.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
+    raise exc

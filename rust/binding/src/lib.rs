@@ -1,0 +1,352 @@
+//! `multicore._core`: a thin pyo3 layer over multicore-engine. Policy (serialization, retries,
+//! exceptions users see) lives in Python; this file only converts types and releases the GIL
+//! around anything that can block.
+
+use std::time::{Duration, Instant};
+
+use engine::{Action, Outcome};
+use multicore_engine as engine;
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+/// Blocking waits return to Python this often to run signal handlers (Ctrl-C) and check that the
+/// supervisor is alive.
+const SLICE: Duration = Duration::from_millis(100);
+/// Payloads above this are copied with the GIL released.
+const DETACH_COPY: usize = 64 * 1024;
+
+fn to_py_err(py: Python<'_>, err: engine::Error) -> PyErr {
+    let class = match &err {
+        engine::Error::SharedMemory { .. } => "SharedMemoryError",
+        engine::Error::Protocol(_) | engine::Error::StaleHandle { .. } => "ProtocolError",
+        engine::Error::Unavailable(_) => "PoolUnavailableError",
+        engine::Error::Config(_) => return PyValueError::new_err(err.to_string()),
+        engine::Error::Os { .. } => return PyOSError::new_err(err.to_string()),
+    };
+    match py
+        .import("multicore.exceptions")
+        .and_then(|m| m.getattr(class))
+    {
+        Ok(cls) => PyErr::from_type(cls.cast_into().expect("exception class"), err.to_string()),
+        Err(e) => e,
+    }
+}
+
+fn seconds(t: Option<f64>) -> Option<Duration> {
+    t.map(|s| Duration::from_secs_f64(if s.is_finite() { s.max(0.0) } else { 1e9 }))
+}
+
+/// The parent's handle on a pool.
+#[pyclass(frozen, module = "multicore._core")]
+struct Pool {
+    inner: engine::Pool,
+}
+
+#[pymethods]
+impl Pool {
+    #[new]
+    #[pyo3(signature = (workers, slots=256, inline_size=3968, worker_spin_us=200, parent_spin_us=50, max_payload=None))]
+    fn new(
+        py: Python<'_>,
+        workers: u32,
+        slots: u32,
+        inline_size: u32,
+        worker_spin_us: u32,
+        parent_spin_us: u32,
+        max_payload: Option<u64>,
+    ) -> PyResult<Self> {
+        let cfg = engine::Config {
+            workers,
+            slots,
+            inline_size,
+            worker_spin_us,
+            parent_spin_us,
+            max_payload,
+        };
+        Ok(Pool {
+            inner: engine::Pool::create(&cfg).map_err(|e| to_py_err(py, e))?,
+        })
+    }
+
+    #[getter]
+    fn owner_pid(&self) -> u32 {
+        self.inner.owner_pid()
+    }
+
+    fn become_supervisor(&self, py: Python<'_>) -> PyResult<Supervisor> {
+        let inner = self
+            .inner
+            .become_supervisor()
+            .map_err(|e| to_py_err(py, e))?;
+        Ok(Supervisor { inner })
+    }
+
+    fn supervisor_started(&self, py: Python<'_>, pid: u32) -> PyResult<()> {
+        self.inner
+            .supervisor_started(pid)
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    fn forget_in_child(&self) {
+        self.inner.forget_in_child();
+    }
+
+    fn alive(&self) -> bool {
+        self.inner.supervisor_alive()
+    }
+
+    /// Publishes a call; returns (slot, ticket), or None when every slot is taken.
+    fn submit(&self, py: Python<'_>, tag: u32, payload: &[u8]) -> PyResult<Option<(u32, u64)>> {
+        let out = if payload.len() > DETACH_COPY {
+            py.detach(|| self.inner.submit(tag, &[payload]))
+        } else {
+            self.inner.submit(tag, &[payload])
+        };
+        out.map_err(|e| to_py_err(py, e))
+    }
+
+    /// ("done", tag, bytes) | ("lost", pid, status) | None while the call is pending.
+    fn take(&self, py: Python<'_>, slot: u32, ticket: u64) -> PyResult<Option<Py<PyAny>>> {
+        let out = self
+            .inner
+            .take(slot, ticket, |tag, bytes| {
+                (tag, PyBytes::new(py, bytes).unbind())
+            })
+            .map_err(|e| to_py_err(py, e))?;
+        Ok(match out {
+            Outcome::Done((tag, bytes)) => {
+                Some(("done", tag, bytes).into_pyobject(py)?.into_any().unbind())
+            }
+            Outcome::Lost { pid, status } => Some(
+                ("lost", pid, status.to_raw())
+                    .into_pyobject(py)?
+                    .into_any()
+                    .unbind(),
+            ),
+            Outcome::Pending => None,
+        })
+    }
+
+    /// Waits for a call like `take`, returning None on timeout or when any worker died meanwhile
+    /// (the caller then checks its other calls). Ctrl-C raises KeyboardInterrupt within 100 ms.
+    #[pyo3(signature = (slot, ticket, timeout=None))]
+    fn wait(
+        &self,
+        py: Python<'_>,
+        slot: u32,
+        ticket: u64,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let deadline = seconds(timeout).map(|d| Instant::now() + d);
+        let lost_seen = self.inner.lost_seq();
+        loop {
+            if let Some(out) = self.take(py, slot, ticket)? {
+                return Ok(Some(out));
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) || self.inner.lost_seq() != lost_seen {
+                return Ok(None);
+            }
+            let until = deadline.map_or(now + SLICE, |d| d.min(now + SLICE));
+            py.detach(|| self.inner.wait(slot, ticket, until, lost_seen));
+            py.check_signals()?;
+            if !self.inner.supervisor_alive() {
+                if let Some(out) = self.take(py, slot, ticket)? {
+                    return Ok(Some(out));
+                }
+                return Err(to_py_err(
+                    py,
+                    engine::Error::Unavailable(
+                        "the pool's supervisor process exited; the pool is gone".into(),
+                    ),
+                ));
+            }
+        }
+    }
+
+    fn lost_seq(&self) -> u32 {
+        self.inner.lost_seq()
+    }
+
+    fn wait_for_free_slot(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
+        let until = Instant::now() + seconds(Some(timeout)).unwrap_or(SLICE).min(SLICE);
+        py.detach(|| self.inner.wait_for_free_slot(until));
+        py.check_signals()
+    }
+
+    /// Withdraws or abandons a call; returns the pid of the worker that was running it, if any.
+    #[pyo3(signature = (slot, ticket, kill=false))]
+    fn cancel(&self, slot: u32, ticket: u64, kill: bool) -> Option<u32> {
+        match self.inner.cancel(slot, ticket, kill) {
+            engine::Cancelled::Abandoned { pid } => Some(pid),
+            _ => None,
+        }
+    }
+
+    fn shutdown(&self, py: Python<'_>, grace: f64) {
+        let grace = seconds(Some(grace)).unwrap_or_default();
+        py.detach(|| self.inner.shutdown(grace));
+    }
+
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let info = self.inner.info();
+        let d = PyDict::new(py);
+        d.set_item("state", format!("{:?}", info.state).to_lowercase())?;
+        d.set_item("supervisor_pid", info.supervisor_pid)?;
+        d.set_item("owner_pid", self.inner.owner_pid())?;
+        d.set_item("slots", info.slots)?;
+        d.set_item("slots_in_use", info.slots_in_use)?;
+        d.set_item("queued", info.queued)?;
+        d.set_item("completed", info.completed)?;
+        d.set_item("discarded_results", info.discarded)?;
+        let workers = PyList::empty(py);
+        for w in info.workers {
+            let wd = PyDict::new(py);
+            wd.set_item("index", w.index)?;
+            wd.set_item("pid", (w.pid != 0).then_some(w.pid))?;
+            wd.set_item("state", w.state.name())?;
+            wd.set_item("generation", w.generation)?;
+            wd.set_item("tasks_done", w.tasks_done)?;
+            wd.set_item("tasks_total", w.tasks_total)?;
+            wd.set_item("respawns", w.respawns)?;
+            wd.set_item("recycles", w.recycles)?;
+            wd.set_item("last_exit", w.last_exit.map(|(pid, s)| (pid, s.to_raw())))?;
+            workers.append(wd)?;
+        }
+        d.set_item("workers", workers)?;
+        Ok(d)
+    }
+}
+
+/// The supervisor process's handle (single-threaded process, so unsendable).
+#[pyclass(unsendable, module = "multicore._core")]
+struct Supervisor {
+    inner: engine::Supervisor,
+}
+
+#[pymethods]
+impl Supervisor {
+    /// Worker indices to fork, or None when the supervisor should stop its workers and exit.
+    fn next_action(&mut self, py: Python<'_>) -> PyResult<Option<Vec<u32>>> {
+        let inner = &mut self.inner;
+        match py
+            .detach(|| inner.next_action())
+            .map_err(|e| to_py_err(py, e))?
+        {
+            Action::Spawn(indices) => Ok(Some(indices)),
+            Action::Exit => Ok(None),
+        }
+    }
+
+    fn spawned(&mut self, py: Python<'_>, index: u32, pid: u32) -> PyResult<()> {
+        self.inner.spawned(index, pid).map_err(|e| to_py_err(py, e))
+    }
+
+    fn become_worker(&mut self, py: Python<'_>, index: u32) -> PyResult<Worker> {
+        Ok(Worker {
+            inner: self
+                .inner
+                .become_worker(index)
+                .map_err(|e| to_py_err(py, e))?,
+        })
+    }
+
+    fn stop_workers(&mut self, py: Python<'_>, grace: f64) {
+        let grace = seconds(Some(grace)).unwrap_or_default();
+        let inner = &mut self.inner;
+        py.detach(|| inner.stop_workers(grace));
+    }
+}
+
+/// A worker process's handle.
+#[pyclass(unsendable, module = "multicore._core")]
+struct Worker {
+    inner: engine::WorkerChannel,
+}
+
+#[pymethods]
+impl Worker {
+    #[getter]
+    fn index(&self) -> u32 {
+        self.inner.index()
+    }
+
+    #[getter]
+    fn tasks_done(&self) -> u64 {
+        self.inner.tasks_done()
+    }
+
+    fn ready(&self) {
+        self.inner.ready();
+    }
+
+    /// Blocks until a call is claimed: (slot, ticket); None when the pool is stopping.
+    fn next_call(&mut self, py: Python<'_>) -> Option<(u32, u64)> {
+        let inner = &mut self.inner;
+        py.detach(|| inner.next_call()).map(|c| (c.slot, c.ticket))
+    }
+
+    fn read_request(&self, py: Python<'_>, slot: u32, ticket: u64) -> PyResult<(u32, Py<PyBytes>)> {
+        let call = engine::Call { slot, ticket };
+        self.inner
+            .read_request(call, |tag, bytes| (tag, PyBytes::new(py, bytes).unbind()))
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// Publishes a response; False when the parent had abandoned the call.
+    fn reply(
+        &mut self,
+        py: Python<'_>,
+        slot: u32,
+        ticket: u64,
+        tag: u32,
+        payload: &[u8],
+    ) -> PyResult<bool> {
+        let call = engine::Call { slot, ticket };
+        let inner = &mut self.inner;
+        let out = if payload.len() > DETACH_COPY {
+            py.detach(|| inner.reply(call, tag, &[payload]))
+        } else {
+            inner.reply(call, tag, &[payload])
+        };
+        out.map_err(|e| to_py_err(py, e))
+    }
+
+    fn retire(&mut self, py: Python<'_>, max_wait: f64) {
+        let max_wait = seconds(Some(max_wait)).unwrap_or_default();
+        let inner = &mut self.inner;
+        py.detach(|| inner.retire(max_wait));
+    }
+}
+
+#[pyfunction]
+fn usable_cpus() -> u32 {
+    engine::cpus::usable_cpus()
+}
+
+#[pyfunction]
+fn load_average() -> Option<f64> {
+    engine::cpus::load_average()
+}
+
+#[pyfunction]
+fn rss_bytes(pid: u32) -> u64 {
+    engine::cpus::rss_bytes(pid)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Rust log records go to Python's `logging` (logger names start with "multicore"), so they
+    // follow the application's handlers instead of writing to stderr on their own.
+    let _ = pyo3_log::try_init();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("LAYOUT_VERSION", engine::layout::LAYOUT_VERSION)?;
+    m.add_class::<Pool>()?;
+    m.add_class::<Supervisor>()?;
+    m.add_class::<Worker>()?;
+    m.add_function(wrap_pyfunction!(usable_cpus, m)?)?;
+    m.add_function(wrap_pyfunction!(load_average, m)?)?;
+    m.add_function(wrap_pyfunction!(rss_bytes, m)?)?;
+    Ok(())
+}

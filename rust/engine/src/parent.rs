@@ -1,0 +1,559 @@
+//! The parent's side: submit calls, wait for and take results, cancel, shut down.
+//!
+//! Many parent threads may use one `Pool` at once; every shared step is a CAS on a slot state, and
+//! the one process-local lock guards the parent's outgoing segments.
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{AtomicI32, AtomicU32};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::descriptor;
+use crate::futex;
+use crate::layout::{Config, ExitStatus, PoolState, SlotState, WorkerState};
+use crate::region::Region;
+use crate::segment::Segments;
+use crate::supervisor::Supervisor;
+use crate::{Error, Result};
+
+/// What `take` found in a slot.
+#[derive(Debug)]
+pub enum Outcome<R> {
+    Done(R),
+    /// The worker running the call died; `pid` and how it ended.
+    Lost {
+        pid: u32,
+        status: ExitStatus,
+    },
+    Pending,
+}
+
+/// What `cancel` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The call never ran, or its result was dropped; the slot is free again.
+    Freed,
+    /// A worker was running it; the result will be discarded and the worker was sent SIGKILL
+    /// when asked.
+    Abandoned { pid: u32 },
+    /// The handle no longer names a call.
+    Gone,
+}
+
+pub struct WorkerInfo {
+    pub index: u32,
+    pub pid: u32,
+    pub state: WorkerState,
+    pub generation: u32,
+    pub tasks_done: u64,
+    pub tasks_total: u64,
+    pub respawns: u32,
+    pub recycles: u32,
+    pub last_exit: Option<(u32, ExitStatus)>,
+}
+
+pub struct PoolInfo {
+    pub state: PoolState,
+    pub supervisor_pid: u32,
+    pub workers: Vec<WorkerInfo>,
+    pub slots: u32,
+    pub slots_in_use: u32,
+    pub queued: u32,
+    pub completed: u64,
+    pub discarded: u64,
+}
+
+pub struct Pool {
+    region: Region,
+    segments: Mutex<Segments>,
+    /// Write end held only by the parent: its closing (shutdown or death) stops the supervisor.
+    /// Raw fds in atomics rather than a Mutex<Option<OwnedFd>>: a child forked while another
+    /// thread held such a lock could never drop its copies.
+    death_write: FdCell,
+    /// Read end, handed to the supervisor when it is forked.
+    death_read: FdCell,
+    supervisor_pidfd: FdCell,
+    supervisor_pid: AtomicU32,
+    owner_pid: u32,
+}
+
+/// An owned fd that any thread may take exactly once (-1 = empty).
+struct FdCell(AtomicI32);
+
+impl FdCell {
+    fn new(fd: OwnedFd) -> FdCell {
+        FdCell(AtomicI32::new(fd.into_raw_fd()))
+    }
+
+    fn empty() -> FdCell {
+        FdCell(AtomicI32::new(-1))
+    }
+
+    fn take(&self) -> Option<OwnedFd> {
+        let fd = self.0.swap(-1, AcqRel);
+        // SAFETY: the cell owned this fd and the swap gave it to us alone.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn put(&self, fd: OwnedFd) {
+        drop(self.take());
+        self.0.store(fd.into_raw_fd(), Release);
+    }
+
+    fn raw(&self) -> i32 {
+        self.0.load(Acquire)
+    }
+}
+
+impl Drop for FdCell {
+    fn drop(&mut self) {
+        drop(self.take());
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid 2-int array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::os("pipe2 for the supervisor's death pipe"));
+    }
+    // SAFETY: both fds are fresh and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+pub(crate) fn pidfd_open(pid: u32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall; result checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(Error::os("pidfd_open"));
+    }
+    // SAFETY: fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Waits up to `timeout` for a pidfd to report its process's exit.
+pub(crate) fn pidfd_exited(fd: &impl AsRawFd, timeout: Duration) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd.
+    let rc = unsafe { libc::poll(&mut p, 1, ms) };
+    rc > 0 && p.revents != 0
+}
+
+impl Pool {
+    pub fn create(cfg: &Config) -> Result<Pool> {
+        let region = Region::create(cfg)?;
+        let (death_read, death_write) = pipe()?;
+        Ok(Pool {
+            region,
+            segments: Mutex::new(Segments::default()),
+            death_write: FdCell::new(death_write),
+            death_read: FdCell::new(death_read),
+            supervisor_pidfd: FdCell::empty(),
+            supervisor_pid: AtomicU32::new(0),
+            owner_pid: std::process::id(),
+        })
+    }
+
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    pub fn owner_pid(&self) -> u32 {
+        self.owner_pid
+    }
+
+    /// In the freshly forked supervisor process: keep only what the supervisor needs.
+    pub fn become_supervisor(&self) -> Result<Supervisor> {
+        // The write end must not stay open here, or the pipe would never report the parent's death.
+        drop(self.death_write.take());
+        drop(self.supervisor_pidfd.take());
+        let death_read = self.death_read.take().ok_or_else(|| {
+            Error::Unavailable("this pool already handed off its supervisor".into())
+        })?;
+        self.region
+            .header()
+            .supervisor_pid
+            .store(std::process::id(), Release);
+        Ok(Supervisor::new(self.region.clone(), death_read))
+    }
+
+    /// In the parent, after forking the supervisor.
+    pub fn supervisor_started(&self, pid: u32) -> Result<()> {
+        drop(self.death_read.take());
+        self.supervisor_pid.store(pid, Release);
+        self.supervisor_pidfd.put(pidfd_open(pid)?);
+        Ok(())
+    }
+
+    /// In a child the user forked from the owner: drop our copies of the owner's descriptors
+    /// without touching shared state, so the owner's pool is unaffected and still dies with it.
+    pub fn forget_in_child(&self) {
+        drop(self.death_write.take());
+        drop(self.death_read.take());
+        drop(self.supervisor_pidfd.take());
+    }
+
+    pub fn state(&self) -> PoolState {
+        PoolState::from_raw(self.region.header().pool_state.load(Acquire))
+    }
+
+    pub fn supervisor_alive(&self) -> bool {
+        let fd = self.supervisor_pidfd.raw();
+        // SAFETY: the cell keeps the fd open while it is non-negative; a concurrent shutdown
+        // closing it makes poll report POLLNVAL, which reads as "exited" — the truth by then.
+        fd >= 0 && !pidfd_exited(&unsafe { BorrowedFd::borrow_raw(fd) }, Duration::ZERO)
+    }
+
+    fn check_running(&self) -> Result<()> {
+        match self.state() {
+            PoolState::Running if self.supervisor_pidfd.raw() >= 0 => Ok(()),
+            PoolState::Running => Err(Error::Unavailable(
+                "the pool has no supervisor process".into(),
+            )),
+            PoolState::Stopping => Err(Error::Unavailable("the pool is shutting down".into())),
+            PoolState::Broken => {
+                let status = ExitStatus::from_raw(self.region.header().broken_status.load(Acquire));
+                Err(Error::Unavailable(format!(
+                    "workers kept dying during start-up (last: {status:?}); the pool stopped \
+                     respawning them. Check worker start-up (imports, Django set-up) and call \
+                     shutdown() then initialize() again"
+                )))
+            }
+        }
+    }
+
+    /// Reserves a slot and publishes a call; `None` when every slot is taken (apply backpressure:
+    /// take finished results, or `wait_for_free_slot`).
+    pub fn submit(&self, tag: u32, parts: &[&[u8]]) -> Result<Option<(u32, u64)>> {
+        self.check_running()?;
+        let n = self.region.slots();
+        let counters = self.region.counters();
+        let start = counters.alloc_cursor.fetch_add(1, Relaxed) % n;
+        let slot = (0..n).map(|i| (start + i) % n).find(|&i| {
+            let state = &self.region.slot(i).state;
+            // A plain load first: a failed CAS on a line another CPU owns costs ~100x more.
+            // ORDERING: Acquire pairs with the Release store of FREE, so the previous owner's
+            // last reads of this slot happen before we overwrite it.
+            state.load(Relaxed) == 0
+                && state
+                    .compare_exchange(0, SlotState::Reserved.to_raw(), Acquire, Relaxed)
+                    .is_ok()
+        });
+        let Some(slot) = slot else { return Ok(None) };
+        let meta = self.region.slot(slot);
+        let ticket = counters.next_ticket.fetch_add(1, Relaxed) + 1;
+        meta.ticket.store(ticket, Relaxed);
+        meta.req_taken.store(0, Relaxed);
+        meta.waiter.store(0, Relaxed);
+        let written = {
+            let region = &self.region;
+            let mut segs = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+            descriptor::write(
+                region,
+                slot,
+                false,
+                tag,
+                parts,
+                &mut segs,
+                |s, t| request_in_use(region, s, t),
+                (slot, ticket),
+            )
+        };
+        if let Err(e) = written {
+            self.free(slot);
+            return Err(e);
+        }
+        // ORDERING: Release publishes the descriptor and payload written above to the claimer.
+        meta.state.store(SlotState::Queued.to_raw(), Release);
+        let bell = self.region.doorbell();
+        bell.queued.fetch_add(1, SeqCst);
+        bell.parent_cpu.store(futex::current_cpu(), Relaxed);
+        // ORDERING: SeqCst bump then SeqCst load of `sleepers` pairs with the worker's SeqCst
+        // `sleepers` increment then `work_seq` futex compare (a Dekker pair): either the worker
+        // sees the new work or we see it asleep and wake it.
+        bell.work_seq.fetch_add(1, SeqCst);
+        if bell.sleepers.load(SeqCst) > 0
+            && bell.queued.load(SeqCst) as i32 > bell.spinner.load(SeqCst) as i32
+        {
+            futex::wake(&bell.work_seq, 1);
+        }
+        Ok(Some((slot, ticket)))
+    }
+
+    fn free(&self, slot: u32) {
+        // ORDERING: Release orders our reads of the response before the next owner's writes.
+        self.region
+            .slot(slot)
+            .state
+            .store(SlotState::Free.to_raw(), Release);
+        notify_free(&self.region);
+    }
+
+    /// Takes the result of a call if it is finished; frees the slot when it does.
+    pub fn take<R>(
+        &self,
+        slot: u32,
+        ticket: u64,
+        f: impl FnOnce(u32, &[u8]) -> R,
+    ) -> Result<Outcome<R>> {
+        let meta = self.region.slot(slot);
+        if meta.ticket.load(Acquire) != ticket {
+            return Err(Error::StaleHandle { slot, ticket });
+        }
+        // ORDERING: Acquire pairs with the worker's Release CAS to DONE (response visible) and the
+        // supervisor's to LOST (lost_pid/lost_status visible).
+        let raw = meta.state.load(Acquire);
+        match SlotState::from_raw(raw) {
+            Some(SlotState::Done) => {
+                let read = descriptor::read(&self.region, slot, true, f);
+                self.free(slot);
+                Ok(Outcome::Done(read?))
+            }
+            Some(SlotState::Lost) => {
+                let pid = meta.lost_pid.load(Relaxed);
+                let status = ExitStatus::from_raw(meta.lost_status.load(Relaxed));
+                self.free(slot);
+                Ok(Outcome::Lost { pid, status })
+            }
+            Some(SlotState::Free) | Some(SlotState::Abandoned(_)) => {
+                Err(Error::StaleHandle { slot, ticket })
+            }
+            Some(_) => Ok(Outcome::Pending),
+            None => {
+                self.free(slot);
+                Err(Error::Protocol(format!(
+                    "slot {slot} holds state word {raw:#x}"
+                )))
+            }
+        }
+    }
+
+    /// Counter that changes whenever the supervisor marks calls LOST.
+    pub fn lost_seq(&self) -> u32 {
+        self.region.counters().lost_seq.load(Acquire)
+    }
+
+    /// Blocks (no GIL should be held) until the call may be finished, `until` passes, or
+    /// `lost_seq` moves past `lost_seen`. Spins only while the worker runs on another CPU.
+    pub fn wait(&self, slot: u32, ticket: u64, until: Instant, lost_seen: u32) {
+        let meta = self.region.slot(slot);
+        let ready = |raw: u32| {
+            matches!(
+                SlotState::from_raw(raw),
+                Some(SlotState::Done | SlotState::Lost) | None
+            )
+        };
+        let stop = |raw: u32| {
+            ready(raw) || meta.ticket.load(Relaxed) != ticket || self.lost_seq() != lost_seen
+        };
+        let spin = Duration::from_micros(self.region.header().parent_spin_us as u64);
+        if !spin.is_zero() {
+            let spin_until = Instant::now() + spin;
+            let my_cpu = futex::current_cpu();
+            loop {
+                let raw = meta.state.load(Acquire);
+                if stop(raw) {
+                    return;
+                }
+                let worker_cpu = match SlotState::from_raw(raw) {
+                    Some(SlotState::Claimed(w)) if w < self.region.workers() => {
+                        self.region.worker(w).cpu.load(Relaxed)
+                    }
+                    _ => my_cpu,
+                };
+                // Spinning on the worker's own CPU would only delay it.
+                if worker_cpu == my_cpu || Instant::now() >= spin_until {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            meta.waiter.store(1, SeqCst);
+            let raw = meta.state.load(SeqCst);
+            if stop(raw) {
+                meta.waiter.store(0, Relaxed);
+                return;
+            }
+            // ORDERING: waiter=1 (SeqCst) before re-reading the state, against the worker's
+            // state CAS (SeqCst) before reading `waiter`: one of us sees the other.
+            futex::wait(&meta.state, raw, Some(until - now));
+            meta.waiter.store(0, Relaxed);
+            if stop(meta.state.load(Acquire)) {
+                return;
+            }
+        }
+    }
+
+    /// Blocks until some slot may have been freed or `until` passes.
+    pub fn wait_for_free_slot(&self, until: Instant) {
+        let c = self.region.counters();
+        let seq = c.free_seq.load(SeqCst);
+        c.free_waiters.fetch_add(1, SeqCst);
+        let any_free =
+            (0..self.region.slots()).any(|i| self.region.slot(i).state.load(Relaxed) == 0);
+        let now = Instant::now();
+        if !any_free && now < until && self.state() == PoolState::Running {
+            futex::wait(&c.free_seq, seq, Some(until - now));
+        }
+        c.free_waiters.fetch_sub(1, SeqCst);
+    }
+
+    /// Gives up on a call. A queued call is withdrawn; a running one is abandoned (its result will
+    /// be discarded) and, with `kill`, its worker is sent SIGKILL and replaced by the supervisor.
+    pub fn cancel(&self, slot: u32, ticket: u64, kill: bool) -> Cancelled {
+        let meta = self.region.slot(slot);
+        loop {
+            if meta.ticket.load(Acquire) != ticket {
+                return Cancelled::Gone;
+            }
+            let raw = meta.state.load(Acquire);
+            match SlotState::from_raw(raw) {
+                Some(SlotState::Queued) => {
+                    if meta
+                        .state
+                        .compare_exchange(raw, SlotState::Free.to_raw(), AcqRel, Relaxed)
+                        .is_ok()
+                    {
+                        self.region.doorbell().queued.fetch_sub(1, SeqCst);
+                        notify_free(&self.region);
+                        return Cancelled::Freed;
+                    }
+                }
+                Some(SlotState::Claimed(w)) if w < self.region.workers() => {
+                    // Read the pid before the CAS: if the CAS wins, the supervisor has not yet
+                    // processed this worker's death, so the pid is the incarnation that claimed.
+                    let pid = self.region.worker(w).pid.load(Acquire);
+                    let abandoned = SlotState::Abandoned(w).to_raw();
+                    if meta
+                        .state
+                        .compare_exchange(raw, abandoned, AcqRel, Relaxed)
+                        .is_ok()
+                    {
+                        if kill && pid != 0 {
+                            // SAFETY: plain syscall; at worst the pid already exited (ESRCH).
+                            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                        }
+                        return Cancelled::Abandoned { pid };
+                    }
+                }
+                Some(SlotState::Done) => {
+                    self.region.counters().discarded.fetch_add(1, Relaxed);
+                    self.free(slot);
+                    return Cancelled::Freed;
+                }
+                Some(SlotState::Lost) => {
+                    self.free(slot);
+                    return Cancelled::Freed;
+                }
+                _ => return Cancelled::Gone,
+            }
+        }
+    }
+
+    /// Stops the pool: workers finish their current call and exit, the supervisor reaps them and
+    /// exits; after `grace` stragglers are killed. Waiters in other threads are woken.
+    pub fn shutdown(&self, grace: Duration) {
+        let header = self.region.header();
+        if header.pool_state.load(Acquire) == PoolState::Running as u32 {
+            header.pool_state.store(PoolState::Stopping as u32, SeqCst);
+        }
+        futex::wake_all(&self.region.doorbell().work_seq);
+        wake_all_waiters(&self.region);
+        drop(self.death_write.take());
+        if let Some(fd) = self.supervisor_pidfd.take() {
+            let pid = self.supervisor_pid.load(Acquire);
+            // The supervisor gives workers `grace` then kills them; allow it a little longer.
+            if !pidfd_exited(&fd, grace + Duration::from_secs(1)) {
+                // SAFETY: the supervisor is our child and not yet reaped, so the pid is still ours.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+            let mut status = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        }
+    }
+
+    pub fn info(&self) -> PoolInfo {
+        let r = &self.region;
+        let workers = (0..r.workers())
+            .map(|i| {
+                let w = r.worker(i);
+                let last_pid = w.last_pid.load(Relaxed);
+                WorkerInfo {
+                    index: i,
+                    pid: w.pid.load(Relaxed),
+                    state: WorkerState::from_raw(w.state.load(Relaxed)),
+                    generation: w.generation.load(Relaxed),
+                    tasks_done: w.tasks_done.load(Relaxed),
+                    tasks_total: w.tasks_total.load(Relaxed),
+                    respawns: w.respawns.load(Relaxed),
+                    recycles: w.recycles.load(Relaxed),
+                    last_exit: (last_pid != 0)
+                        .then(|| (last_pid, ExitStatus::from_raw(w.last_exit.load(Relaxed)))),
+                }
+            })
+            .collect();
+        let slots_in_use = (0..r.slots())
+            .filter(|&i| r.slot(i).state.load(Relaxed) != 0)
+            .count() as u32;
+        PoolInfo {
+            state: self.state(),
+            supervisor_pid: r.supervisor_pid(),
+            workers,
+            slots: r.slots(),
+            slots_in_use,
+            queued: (r.doorbell().queued.load(Relaxed) as i32).max(0) as u32,
+            completed: r.counters().completed.load(Relaxed),
+            discarded: r.counters().discarded.load(Relaxed),
+        }
+    }
+}
+
+/// The parent's request segment for (slot, ticket) is still needed until the worker copied it.
+fn request_in_use(region: &Region, slot: u32, ticket: u64) -> bool {
+    let meta = region.slot(slot);
+    if meta.ticket.load(Acquire) != ticket || meta.req_taken.load(Acquire) == 1 {
+        return false;
+    }
+    matches!(
+        SlotState::from_raw(meta.state.load(Acquire)),
+        Some(
+            SlotState::Reserved
+                | SlotState::Queued
+                | SlotState::Claimed(_)
+                | SlotState::Abandoned(_)
+        )
+    )
+}
+
+pub(crate) fn notify_free(region: &Region) {
+    let c = region.counters();
+    c.free_seq.fetch_add(1, SeqCst);
+    if c.free_waiters.load(SeqCst) > 0 {
+        futex::wake_all(&c.free_seq);
+    }
+}
+
+/// Wakes every parent thread sleeping on a slot or on free capacity, so it re-checks the pool.
+pub(crate) fn wake_all_waiters(region: &Region) {
+    region.counters().lost_seq.fetch_add(1, SeqCst);
+    for i in 0..region.slots() {
+        let meta = region.slot(i);
+        if meta.waiter.load(SeqCst) != 0 {
+            futex::wake_all(&meta.state);
+        }
+    }
+    region.counters().free_seq.fetch_add(1, SeqCst);
+    futex::wake_all(&region.counters().free_seq);
+}

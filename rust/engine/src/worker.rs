@@ -1,0 +1,233 @@
+//! A worker's side: claim calls, read requests, publish responses, retire.
+
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::time::{Duration, Instant};
+
+use crate::descriptor;
+use crate::futex;
+use crate::layout::{PoolState, SlotState, WorkerState};
+use crate::parent::notify_free;
+use crate::region::Region;
+use crate::segment::Segments;
+use crate::Result;
+
+/// A claimed call: the slot it lives in and the ticket that names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub slot: u32,
+    pub ticket: u64,
+}
+
+pub struct WorkerChannel {
+    region: Region,
+    index: u32,
+    segments: Segments,
+    spin: Duration,
+}
+
+impl WorkerChannel {
+    /// Binds this process to worker entry `index`. The entry stays STARTING until `ready()`.
+    pub fn new(region: Region, index: u32) -> WorkerChannel {
+        let entry = region.worker(index);
+        // The worker writes its own pid before it can claim anything, so a parent that sees
+        // CLAIMED|index reads this incarnation's pid (see Pool::cancel).
+        entry.pid.store(std::process::id(), Release);
+        entry.tasks_done.store(0, Relaxed);
+        entry.retiring.store(0, Relaxed);
+        entry.state.store(WorkerState::Starting as u32, Release);
+        let spin = Duration::from_micros(region.header().worker_spin_us as u64);
+        WorkerChannel {
+            region,
+            index,
+            segments: Segments::default(),
+            spin,
+        }
+    }
+
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    pub fn tasks_done(&self) -> u64 {
+        self.region.worker(self.index).tasks_done.load(Relaxed)
+    }
+
+    /// Start-up finished: from now on a death is a crash, not a start-up failure.
+    pub fn ready(&self) {
+        self.region
+            .worker(self.index)
+            .state
+            .store(WorkerState::Idle as u32, Release);
+    }
+
+    fn running(&self) -> bool {
+        self.region.header().pool_state.load(Acquire) == PoolState::Running as u32
+    }
+
+    fn queued(&self) -> bool {
+        self.region.doorbell().queued.load(SeqCst) as i32 > 0
+    }
+
+    /// Tries to claim one QUEUED slot, scanning from the shared cursor so calls run roughly in
+    /// submission order.
+    pub fn try_claim(&self) -> Option<Call> {
+        if !self.queued() {
+            return None;
+        }
+        let n = self.region.slots();
+        let counters = self.region.counters();
+        let start = counters.claim_cursor.load(Relaxed);
+        let queued = SlotState::Queued.to_raw();
+        let claimed = SlotState::Claimed(self.index).to_raw();
+        for i in 0..n {
+            let slot = (start + i) % n;
+            let meta = self.region.slot(slot);
+            if meta.state.load(Relaxed) != queued {
+                continue;
+            }
+            // ORDERING: Acquire pairs with the parent's Release store of QUEUED, making the
+            // request visible; SeqCst also orders it before our later read of `waiter`.
+            if meta
+                .state
+                .compare_exchange(queued, claimed, SeqCst, Relaxed)
+                .is_ok()
+            {
+                self.region.doorbell().queued.fetch_sub(1, SeqCst);
+                counters.claim_cursor.store((slot + 1) % n, Relaxed);
+                let entry = self.region.worker(self.index);
+                entry.cpu.store(futex::current_cpu(), Relaxed);
+                entry.state.store(WorkerState::Busy as u32, Relaxed);
+                return Some(Call {
+                    slot,
+                    ticket: meta.ticket.load(Acquire),
+                });
+            }
+        }
+        None
+    }
+
+    /// Blocks until a call is claimed, or returns `None` when the pool is stopping.
+    ///
+    /// Idle strategy (see research/ipc-floor.md): a wake across CPUs costs 50-80 µs here, a spin
+    /// on the other CPU under 1 µs. So one worker at a time spins for `spin` after going idle,
+    /// and only when the parent last ran on a different CPU; everyone else sleeps on the futex.
+    pub fn next_call(&mut self) -> Option<Call> {
+        let bell = self.region.doorbell();
+        loop {
+            if let Some(call) = self.try_claim() {
+                return Some(call);
+            }
+            if !self.running() {
+                return None;
+            }
+            if !self.spin.is_zero()
+                && bell.parent_cpu.load(Relaxed) != futex::current_cpu()
+                && bell.spinner.compare_exchange(0, 1, AcqRel, Relaxed).is_ok()
+            {
+                let until = Instant::now() + self.spin;
+                while !self.queued() && self.running() && Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                bell.spinner.store(0, Release);
+                if self.queued() {
+                    continue;
+                }
+            }
+            let seq = bell.work_seq.load(SeqCst);
+            bell.sleepers.fetch_add(1, SeqCst);
+            // ORDERING: the SeqCst increment above precedes this re-check; the parent's SeqCst
+            // work_seq bump precedes its `sleepers` load. Either we see the work here, or the
+            // futex compare sees a new work_seq, or the parent sees us and wakes us.
+            if !self.queued() && self.running() {
+                futex::wait(&bell.work_seq, seq, None);
+            }
+            bell.sleepers.fetch_sub(1, SeqCst);
+        }
+    }
+
+    /// Hands the request bytes of `call` to `f`, then tells the parent its segment is free.
+    pub fn read_request<R>(&self, call: Call, f: impl FnOnce(u32, &[u8]) -> R) -> Result<R> {
+        let out = descriptor::read(&self.region, call.slot, false, f);
+        self.region.slot(call.slot).req_taken.store(1, Release);
+        out
+    }
+
+    /// Publishes the response. Returns false when the parent had abandoned the call (the result
+    /// is dropped and the slot freed). On an error nothing was published; reply again with a
+    /// smaller payload (an error report).
+    pub fn reply(&mut self, call: Call, tag: u32, parts: &[&[u8]]) -> Result<bool> {
+        let region = &self.region;
+        let result_in_use = |slot: u32, ticket: u64| {
+            let m = region.slot(slot);
+            m.ticket.load(Acquire) == ticket && m.state.load(Acquire) == SlotState::Done.to_raw()
+        };
+        descriptor::write(
+            region,
+            call.slot,
+            true,
+            tag,
+            parts,
+            &mut self.segments,
+            result_in_use,
+            (call.slot, call.ticket),
+        )?;
+        let meta = region.slot(call.slot);
+        let claimed = SlotState::Claimed(self.index).to_raw();
+        let entry = region.worker(self.index);
+        entry.tasks_done.fetch_add(1, Relaxed);
+        entry.tasks_total.fetch_add(1, Relaxed);
+        entry.state.store(WorkerState::Idle as u32, Relaxed);
+        // ORDERING: Release publishes the response; SeqCst orders it before the `waiter` load,
+        // pairing with the parent's SeqCst waiter store then state load (Pool::wait).
+        if meta
+            .state
+            .compare_exchange(claimed, SlotState::Done.to_raw(), SeqCst, Relaxed)
+            .is_ok()
+        {
+            region.counters().completed.fetch_add(1, Relaxed);
+            if meta.waiter.load(SeqCst) != 0 {
+                futex::wake_all(&meta.state);
+            }
+            return Ok(true);
+        }
+        // The parent gave up on this call: free the slot ourselves, unless the supervisor did.
+        let abandoned = SlotState::Abandoned(self.index).to_raw();
+        if meta
+            .state
+            .compare_exchange(abandoned, SlotState::Free.to_raw(), Release, Relaxed)
+            .is_ok()
+        {
+            region.counters().discarded.fetch_add(1, Relaxed);
+            notify_free(region);
+        }
+        Ok(false)
+    }
+
+    /// Before a deliberate exit (recycling): mark the exit as planned and wait, at most `max_wait`,
+    /// until the parent has read every result still held in our segments.
+    pub fn retire(&mut self, max_wait: Duration) {
+        let entry = self.region.worker(self.index);
+        entry.retiring.store(1, SeqCst);
+        let until = Instant::now() + max_wait;
+        let c = self.region.counters();
+        loop {
+            let pending = self.segments.busy().into_iter().any(|(slot, ticket)| {
+                let m = self.region.slot(slot);
+                m.ticket.load(Acquire) == ticket
+                    && m.state.load(Acquire) == SlotState::Done.to_raw()
+            });
+            let now = Instant::now();
+            if !pending || now >= until || !self.running() {
+                return;
+            }
+            let seq = c.free_seq.load(SeqCst);
+            c.free_waiters.fetch_add(1, SeqCst);
+            futex::wait(
+                &c.free_seq,
+                seq,
+                Some((until - now).min(Duration::from_millis(50))),
+            );
+            c.free_waiters.fetch_sub(1, SeqCst);
+        }
+    }
+}
