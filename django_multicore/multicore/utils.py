@@ -9,7 +9,22 @@ from typing import Any
 
 from multicore import _lifecycle
 
-__all__ = ["ranges"]
+__all__ = ["ranges", "keyset_ranges", "PicklableWSGIRequest"]
+
+# Django helpers load lazily, so plain-Python users never import Django.
+_LAZY = {
+    "keyset_ranges": "multicore._queryset",
+    "PicklableWSGIRequest": "multicore._request",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'multicore.utils' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 def _length(iterable: Any) -> int:
