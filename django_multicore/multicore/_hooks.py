@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 Hook = Callable[[], None]
 
+supervisor_start: list[Hook] = []
 worker_start: list[Hook] = []
 worker_exit: list[Hook] = []
 before_call: list[Hook] = []
@@ -19,6 +20,11 @@ def _add(hooks: list[Hook], fn: Hook) -> Hook:
     if fn not in hooks:
         hooks.append(fn)
     return fn
+
+
+def on_supervisor_start(fn: Hook) -> Hook:
+    """Runs once in the supervisor right after it is forked (drop inherited sockets here)."""
+    return _add(supervisor_start, fn)
 
 
 def on_worker_start(fn: Hook) -> Hook:

@@ -46,6 +46,7 @@ def supervisor_main(pool: _core.Pool, options: Options) -> None:
     try:
         _reset_signals()
         supervisor = pool.become_supervisor()
+        _hooks.run(_hooks.supervisor_start)
         del pool
         while (indices := supervisor.next_action()) is not None:
             for index in indices:
