@@ -1,0 +1,62 @@
+"""Module-level functions for tests: workers import them by reference, like user code."""
+
+import os
+import signal
+import time
+
+
+def identity(x):
+    return x
+
+
+def pid_of(_=None):
+    return os.getpid()
+
+
+def add(a, b=0, *, c=0):
+    return a + b + c
+
+
+def sleep_then(seconds, value):
+    time.sleep(seconds)
+    return value
+
+
+def raise_value_error(message):
+    raise ValueError(message, 42)
+
+
+class TwoArgError(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a}/{b}")
+
+
+def raise_two_arg_error():
+    raise TwoArgError("left", "right")
+
+
+def nested_task():
+    import multicore
+
+    return multicore.Task() is None
+
+
+def kill_self(sig=signal.SIGKILL):
+    os.kill(os.getpid(), sig)
+    time.sleep(10)
+
+
+def make_bytes(n):
+    return b"\xab" * n
+
+
+def echo_len(data):
+    return len(data), data[:4], data[-4:]
+
+
+def as_string(item):
+    return str(item)
+
+
+def as_json(n):
+    return {"n": n, "items": list(range(n))}
