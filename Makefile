@@ -1,0 +1,40 @@
+# The whole developer loop. `make help` lists the targets.
+# `make demo` and `make test` each do all their set-up (a virtualenv in .venv) on a fresh machine.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml pyproject.toml
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test test-rust test-python test-postgres bench lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+$(VENV)/.installed: $(RUST_SOURCES)
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and build multicore (Rust + Python) into it
+
+demo: install ## run the example project on SQLite under gunicorn, patched and not
+	$(PY) example_project/demo.py
+
+test: install test-rust test-python test-postgres ## run every test (Rust, Python on SQLite, Python on PostgreSQL)
+
+test-rust: ## the engine's own tests (no Python)
+	cargo test -p multicore-engine --quiet
+
+test-python: install ## the Python suite on SQLite
+	MULTICORE_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: install ## the database tests again on PostgreSQL (127.0.0.1:5432); they fail if it is down
+	MULTICORE_TEST_DB=postgres $(PY) -m pytest -m postgres $(PYTEST_ARGS)
+
+bench: install ## the core benchmark against multiprocessing, concurrent.futures and loky
+	$(PY) benchmarks/core.py
+
+clean: ## remove build output and the virtualenv
+	rm -rf $(VENV) target example_project/db.sqlite3
