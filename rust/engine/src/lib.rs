@@ -44,6 +44,8 @@ pub mod error;
 pub mod futex;
 pub mod layout;
 pub mod parent;
+#[cfg(test)]
+mod protocol_tests;
 pub mod region;
 pub mod segment;
 pub mod supervisor;
