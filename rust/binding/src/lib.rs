@@ -24,10 +24,7 @@ fn to_py_err(py: Python<'_>, err: engine::Error) -> PyErr {
         engine::Error::Config(_) => return PyValueError::new_err(err.to_string()),
         engine::Error::Os { .. } => return PyOSError::new_err(err.to_string()),
     };
-    match py
-        .import("multicore.exceptions")
-        .and_then(|m| m.getattr(class))
-    {
+    match py.import("multicore.exceptions").and_then(|m| m.getattr(class)) {
         Ok(cls) => PyErr::from_type(cls.cast_into().expect("exception class"), err.to_string()),
         Err(e) => e,
     }
@@ -56,17 +53,8 @@ impl Pool {
         parent_spin_us: u32,
         max_payload: Option<u64>,
     ) -> PyResult<Self> {
-        let cfg = engine::Config {
-            workers,
-            slots,
-            inline_size,
-            worker_spin_us,
-            parent_spin_us,
-            max_payload,
-        };
-        Ok(Pool {
-            inner: engine::Pool::create(&cfg).map_err(|e| to_py_err(py, e))?,
-        })
+        let cfg = engine::Config { workers, slots, inline_size, worker_spin_us, parent_spin_us, max_payload };
+        Ok(Pool { inner: engine::Pool::create(&cfg).map_err(|e| to_py_err(py, e))? })
     }
 
     #[getter]
@@ -75,17 +63,12 @@ impl Pool {
     }
 
     fn become_supervisor(&self, py: Python<'_>) -> PyResult<Supervisor> {
-        let inner = self
-            .inner
-            .become_supervisor()
-            .map_err(|e| to_py_err(py, e))?;
+        let inner = self.inner.become_supervisor().map_err(|e| to_py_err(py, e))?;
         Ok(Supervisor { inner })
     }
 
     fn supervisor_started(&self, py: Python<'_>, pid: u32) -> PyResult<()> {
-        self.inner
-            .supervisor_started(pid)
-            .map_err(|e| to_py_err(py, e))
+        self.inner.supervisor_started(pid).map_err(|e| to_py_err(py, e))
     }
 
     fn forget_in_child(&self) {
@@ -110,20 +93,13 @@ impl Pool {
     fn take(&self, py: Python<'_>, slot: u32, ticket: u64) -> PyResult<Option<Py<PyAny>>> {
         let out = self
             .inner
-            .take(slot, ticket, |tag, bytes| {
-                (tag, PyBytes::new(py, bytes).unbind())
-            })
+            .take(slot, ticket, |tag, bytes| (tag, PyBytes::new(py, bytes).unbind()))
             .map_err(|e| to_py_err(py, e))?;
         Ok(match out {
-            Outcome::Done((tag, bytes)) => {
-                Some(("done", tag, bytes).into_pyobject(py)?.into_any().unbind())
+            Outcome::Done((tag, bytes)) => Some(("done", tag, bytes).into_pyobject(py)?.into_any().unbind()),
+            Outcome::Lost { pid, status } => {
+                Some(("lost", pid, status.to_raw()).into_pyobject(py)?.into_any().unbind())
             }
-            Outcome::Lost { pid, status } => Some(
-                ("lost", pid, status.to_raw())
-                    .into_pyobject(py)?
-                    .into_any()
-                    .unbind(),
-            ),
             Outcome::Pending => None,
         })
     }
@@ -131,13 +107,7 @@ impl Pool {
     /// Waits for a call like `take`, returning None on timeout or when any worker died meanwhile
     /// (the caller then checks its other calls). Ctrl-C raises KeyboardInterrupt within 100 ms.
     #[pyo3(signature = (slot, ticket, timeout=None))]
-    fn wait(
-        &self,
-        py: Python<'_>,
-        slot: u32,
-        ticket: u64,
-        timeout: Option<f64>,
-    ) -> PyResult<Option<Py<PyAny>>> {
+    fn wait(&self, py: Python<'_>, slot: u32, ticket: u64, timeout: Option<f64>) -> PyResult<Option<Py<PyAny>>> {
         let deadline = seconds(timeout).map(|d| Instant::now() + d);
         let lost_seen = self.inner.lost_seq();
         loop {
@@ -157,9 +127,7 @@ impl Pool {
                 }
                 return Err(to_py_err(
                     py,
-                    engine::Error::Unavailable(
-                        "the pool's supervisor process exited; the pool is gone".into(),
-                    ),
+                    engine::Error::Unavailable("the pool's supervisor process exited; the pool is gone".into()),
                 ));
             }
         }
@@ -230,10 +198,7 @@ impl Supervisor {
     /// Worker indices to fork, or None when the supervisor should stop its workers and exit.
     fn next_action(&mut self, py: Python<'_>) -> PyResult<Option<Vec<u32>>> {
         let inner = &mut self.inner;
-        match py
-            .detach(|| inner.next_action())
-            .map_err(|e| to_py_err(py, e))?
-        {
+        match py.detach(|| inner.next_action()).map_err(|e| to_py_err(py, e))? {
             Action::Spawn(indices) => Ok(Some(indices)),
             Action::Exit => Ok(None),
         }
@@ -244,12 +209,7 @@ impl Supervisor {
     }
 
     fn become_worker(&mut self, py: Python<'_>, index: u32) -> PyResult<Worker> {
-        Ok(Worker {
-            inner: self
-                .inner
-                .become_worker(index)
-                .map_err(|e| to_py_err(py, e))?,
-        })
+        Ok(Worker { inner: self.inner.become_worker(index).map_err(|e| to_py_err(py, e))? })
     }
 
     fn stop_workers(&mut self, py: Python<'_>, grace: f64) {
@@ -295,14 +255,7 @@ impl Worker {
     }
 
     /// Publishes a response; False when the parent had abandoned the call.
-    fn reply(
-        &mut self,
-        py: Python<'_>,
-        slot: u32,
-        ticket: u64,
-        tag: u32,
-        payload: &[u8],
-    ) -> PyResult<bool> {
+    fn reply(&mut self, py: Python<'_>, slot: u32, ticket: u64, tag: u32, payload: &[u8]) -> PyResult<bool> {
         let call = engine::Call { slot, ticket };
         let inner = &mut self.inner;
         let out = if payload.len() > DETACH_COPY {

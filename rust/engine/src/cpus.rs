@@ -7,14 +7,9 @@ use std::path::{Path, PathBuf};
 
 /// CPUs usable by this process: min(host CPUs, affinity mask, cgroup quota rounded up), >= 1.
 pub fn usable_cpus() -> u32 {
-    let host = std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1);
+    let host = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let mut n = host.min(affinity_cpus().unwrap_or(host));
-    if let Some(quota) = cgroup_quota(
-        Path::new("/"),
-        &read("/proc/self/cgroup").unwrap_or_default(),
-    ) {
+    if let Some(quota) = cgroup_quota(Path::new("/"), &read("/proc/self/cgroup").unwrap_or_default()) {
         n = n.min(quota);
     }
     n.max(1)
@@ -97,11 +92,7 @@ pub fn rss_bytes(pid: u32) -> u64 {
     let Some(text) = read(format!("/proc/{pid}/statm")) else {
         return 0;
     };
-    let pages: u64 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let pages: u64 = text.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
     pages * page
@@ -123,10 +114,7 @@ mod tests {
                 let unique = format!(
                     "multicore-cgroup-test-{}-{:?}",
                     std::process::id(),
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap()
-                        .as_nanos()
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
                 );
                 let root = std::env::temp_dir().join(unique);
                 for (path, body) in files {
@@ -155,10 +143,7 @@ mod tests {
 
     #[test]
     fn v2_max_means_no_quota_and_garbage_is_ignored() {
-        let t = fake_tree(&[
-            ("sys/fs/cgroup/a/cpu.max", "max 100000\n"),
-            ("sys/fs/cgroup/b/cpu.max", ""),
-        ]);
+        let t = fake_tree(&[("sys/fs/cgroup/a/cpu.max", "max 100000\n"), ("sys/fs/cgroup/b/cpu.max", "")]);
         assert_eq!(cgroup_quota(&t.0, "0::/a\n"), None);
         assert_eq!(cgroup_quota(&t.0, "0::/b\n"), None);
     }
@@ -166,14 +151,8 @@ mod tests {
     #[test]
     fn v1_quota_is_read() {
         let t = fake_tree(&[
-            (
-                "sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_quota_us",
-                "100000\n",
-            ),
-            (
-                "sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_period_us",
-                "100000\n",
-            ),
+            ("sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_quota_us", "100000\n"),
+            ("sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_period_us", "100000\n"),
         ]);
         assert_eq!(cgroup_quota(&t.0, "4:cpu,cpuacct:/docker/x\n"), Some(1));
         assert_eq!(cgroup_quota(&t.0, "4:cpu,cpuacct:/docker/y\n"), None);
@@ -193,8 +172,6 @@ mod tests {
 
     #[test]
     fn load_average_is_finite() {
-        assert!(load_average()
-            .expect("Linux reports a load average")
-            .is_finite());
+        assert!(load_average().expect("Linux reports a load average").is_finite());
     }
 }

@@ -31,16 +31,11 @@ pub fn decode(d: &RawDescriptor, inline_size: usize) -> Result<Location> {
                     d.len
                 )));
             }
-            Ok(Location::Inline {
-                len: d.len as usize,
-            })
+            Ok(Location::Inline { len: d.len as usize })
         }
         PLACE_SEGMENT => {
             if d.seg_pid == 0 || d.seg_pid > i32::MAX as u32 || d.seg_fd > i32::MAX as u32 {
-                return Err(Error::Protocol(format!(
-                    "segment descriptor names pid {} fd {}",
-                    d.seg_pid, d.seg_fd
-                )));
+                return Err(Error::Protocol(format!("segment descriptor names pid {} fd {}", d.seg_pid, d.seg_fd)));
             }
             if d.seg_cap > MAX_SEGMENT || d.len > d.seg_cap {
                 return Err(Error::Protocol(format!(
@@ -48,23 +43,14 @@ pub fn decode(d: &RawDescriptor, inline_size: usize) -> Result<Location> {
                     d.len, d.seg_cap
                 )));
             }
-            Ok(Location::Segment {
-                pid: d.seg_pid,
-                fd: d.seg_fd,
-                len: d.len,
-            })
+            Ok(Location::Segment { pid: d.seg_pid, fd: d.seg_fd, len: d.len })
         }
         other => Err(Error::Protocol(format!("unknown payload place {other}"))),
     }
 }
 
 /// Reads the payload of slot `index` and hands it to `f` without an intermediate copy.
-pub fn read<R>(
-    region: &Region,
-    index: u32,
-    response: bool,
-    f: impl FnOnce(u32, &[u8]) -> R,
-) -> Result<R> {
+pub fn read<R>(region: &Region, index: u32, response: bool, f: impl FnOnce(u32, &[u8]) -> R) -> Result<R> {
     let d = region.read_descriptor(index, response);
     match decode(&d, region.inline_size())? {
         Location::Inline { len } => {
@@ -80,26 +66,30 @@ pub fn read<R>(
     }
 }
 
-/// Writes `parts` (concatenated) as the request or response of slot `index`, inline when they fit,
-/// else into one of `segments`. Returns the descriptor to publish; the caller marks the segment
-/// busy with its (slot, ticket) when it publishes.
+/// Which payload of which call a write fills.
+#[derive(Clone, Copy, Debug)]
+pub struct Destination {
+    pub slot: u32,
+    pub ticket: u64,
+    pub response: bool,
+}
+
+/// Writes `parts` (concatenated) as the request or response of `to`, inline when they fit, else
+/// into one of `segments`, which stays marked busy for (slot, ticket) until `in_use` says the peer
+/// is done with it.
 pub fn write(
     region: &Region,
-    index: u32,
-    response: bool,
+    to: Destination,
     tag: u32,
     parts: &[&[u8]],
     segments: &mut Segments,
     in_use: impl Fn(u32, u64) -> bool,
-    busy_as: (u32, u64),
 ) -> Result<()> {
+    let index = to.slot;
     let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
     let max = region.header().max_payload;
     if len > max {
-        return Err(Error::SharedMemory {
-            needed: len,
-            detail: format!("the pool's max payload is {max} bytes"),
-        });
+        return Err(Error::SharedMemory { needed: len, detail: format!("the pool's max payload is {max} bytes") });
     }
     let d = if len <= region.inline_size() as u64 {
         let mut at = region.inline_ptr(index);
@@ -110,12 +100,7 @@ pub fn write(
                 at = at.add(part.len());
             }
         }
-        RawDescriptor {
-            tag,
-            place: PLACE_INLINE,
-            len,
-            ..RawDescriptor::default()
-        }
+        RawDescriptor { tag, place: PLACE_INLINE, len, ..RawDescriptor::default() }
     } else {
         let seg = segments.acquire(len, in_use)?;
         let out = seg.bytes_mut();
@@ -124,7 +109,7 @@ pub fn write(
             out[at..at + part.len()].copy_from_slice(part);
             at += part.len();
         }
-        seg.busy = Some(busy_as);
+        seg.busy = Some((to.slot, to.ticket));
         RawDescriptor {
             tag,
             place: PLACE_SEGMENT,
@@ -134,7 +119,7 @@ pub fn write(
             seg_cap: seg.cap(),
         }
     };
-    region.write_descriptor(index, response, d);
+    region.write_descriptor(index, to.response, d);
     Ok(())
 }
 
@@ -144,41 +129,20 @@ mod tests {
     use crate::layout::Config;
     use proptest::prelude::*;
 
+    fn to(slot: u32, ticket: u64, response: bool) -> Destination {
+        Destination { slot, ticket, response }
+    }
+
     #[test]
     fn inline_and_segment_payloads_round_trip() {
-        let region = Region::create(&Config {
-            slots: 2,
-            inline_size: 64,
-            ..Config::default()
-        })
-        .unwrap();
+        let region = Region::create(&Config { slots: 2, inline_size: 64, ..Config::default() }).unwrap();
         let mut segs = Segments::default();
-        write(
-            &region,
-            0,
-            false,
-            7,
-            &[b"ab", b"cd"],
-            &mut segs,
-            |_, _| false,
-            (0, 1),
-        )
-        .unwrap();
+        write(&region, to(0, 1, false), 7, &[b"ab", b"cd"], &mut segs, |_, _| false).unwrap();
         let got = read(&region, 0, false, |tag, b| (tag, b.to_vec())).unwrap();
         assert_eq!(got, (7, b"abcd".to_vec()));
 
         let big = vec![42u8; 10_000];
-        write(
-            &region,
-            1,
-            true,
-            9,
-            &[&big],
-            &mut segs,
-            |_, _| false,
-            (1, 2),
-        )
-        .unwrap();
+        write(&region, to(1, 2, true), 9, &[&big], &mut segs, |_, _| false).unwrap();
         let got = read(&region, 1, true, |tag, b| (tag, b.to_vec())).unwrap();
         assert_eq!(got.0, 9);
         assert_eq!(got.1, big);
@@ -187,24 +151,10 @@ mod tests {
 
     #[test]
     fn payload_over_the_limit_is_a_clear_error() {
-        let cfg = Config {
-            slots: 2,
-            inline_size: 64,
-            max_payload: Some(100),
-            ..Config::default()
-        };
+        let cfg = Config { slots: 2, inline_size: 64, max_payload: Some(100), ..Config::default() };
         let region = Region::create(&cfg).unwrap();
-        let err = write(
-            &region,
-            0,
-            false,
-            0,
-            &[&[0u8; 101]],
-            &mut Segments::default(),
-            |_, _| false,
-            (0, 1),
-        )
-        .unwrap_err();
+        let err =
+            write(&region, to(0, 1, false), 0, &[&[0u8; 101]], &mut Segments::default(), |_, _| false).unwrap_err();
         assert!(err.to_string().contains("max payload is 100"), "{err}");
     }
 

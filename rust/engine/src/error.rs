@@ -8,10 +8,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Debug)]
 pub enum Error {
     /// A system call failed; `what` names the operation so the message says what to fix.
-    Os {
-        what: &'static str,
-        source: io::Error,
-    },
+    Os { what: &'static str, source: io::Error },
     /// Shared memory for a payload could not be had (memfd/fallocate failed or a limit was hit).
     SharedMemory { needed: u64, detail: String },
     /// The shared region holds something this build cannot trust (corruption, foreign layout).
@@ -26,10 +23,7 @@ pub enum Error {
 
 impl Error {
     pub fn os(what: &'static str) -> Self {
-        Error::Os {
-            what,
-            source: io::Error::last_os_error(),
-        }
+        Error::Os { what, source: io::Error::last_os_error() }
     }
 }
 

@@ -57,22 +57,13 @@ impl Config {
     pub fn validate(&self) -> crate::Result<()> {
         use crate::Error::Config as E;
         if self.workers == 0 || self.workers > MAX_WORKERS {
-            return Err(E(format!(
-                "workers must be 1..={MAX_WORKERS}, got {}",
-                self.workers
-            )));
+            return Err(E(format!("workers must be 1..={MAX_WORKERS}, got {}", self.workers)));
         }
         if self.slots < 2 || self.slots > MAX_SLOTS {
-            return Err(E(format!(
-                "slots must be 2..={MAX_SLOTS}, got {}",
-                self.slots
-            )));
+            return Err(E(format!("slots must be 2..={MAX_SLOTS}, got {}", self.slots)));
         }
         if self.inline_size < 64 || self.inline_size > MAX_INLINE {
-            return Err(E(format!(
-                "inline_size must be 64..={MAX_INLINE}, got {}",
-                self.inline_size
-            )));
+            return Err(E(format!("inline_size must be 64..={MAX_INLINE}, got {}", self.inline_size)));
         }
         Ok(())
     }
@@ -355,34 +346,19 @@ mod tests {
     #[test]
     fn garbage_state_words_are_rejected() {
         assert_eq!(SlotState::from_raw(0x107), None);
-        assert_eq!(
-            SlotState::from_raw(0x100),
-            None,
-            "FREE never carries a worker"
-        );
+        assert_eq!(SlotState::from_raw(0x100), None, "FREE never carries a worker");
         assert_eq!(SlotState::from_raw(9), None);
     }
 
     #[test]
     fn exit_status_packs_codes_and_signals() {
-        assert_eq!(
-            ExitStatus::from_raw(ExitStatus::Signal(9).to_raw()),
-            ExitStatus::Signal(9)
-        );
-        assert_eq!(
-            ExitStatus::from_raw(ExitStatus::Code(3).to_raw()),
-            ExitStatus::Code(3)
-        );
+        assert_eq!(ExitStatus::from_raw(ExitStatus::Signal(9).to_raw()), ExitStatus::Signal(9));
+        assert_eq!(ExitStatus::from_raw(ExitStatus::Code(3).to_raw()), ExitStatus::Code(3));
     }
 
     #[test]
     fn geometry_is_line_aligned() {
-        let cfg = Config {
-            workers: 3,
-            slots: 10,
-            inline_size: 100,
-            ..Config::default()
-        };
+        let cfg = Config { workers: 3, slots: 10, inline_size: 100, ..Config::default() };
         assert_eq!(cfg.slot_size() % LINE, 0);
         assert_eq!(cfg.slots_offset() % LINE, 0);
         assert!(cfg.slot_size() >= SLOT_META + 100);
@@ -390,24 +366,9 @@ mod tests {
 
     #[test]
     fn config_rejects_out_of_range_values() {
-        assert!(Config {
-            workers: 0,
-            ..Config::default()
-        }
-        .validate()
-        .is_err());
-        assert!(Config {
-            slots: 1,
-            ..Config::default()
-        }
-        .validate()
-        .is_err());
-        assert!(Config {
-            inline_size: 8,
-            ..Config::default()
-        }
-        .validate()
-        .is_err());
+        assert!(Config { workers: 0, ..Config::default() }.validate().is_err());
+        assert!(Config { slots: 1, ..Config::default() }.validate().is_err());
+        assert!(Config { inline_size: 8, ..Config::default() }.validate().is_err());
         assert!(Config::default().validate().is_ok());
     }
 }

@@ -134,11 +134,7 @@ pub(crate) fn pidfd_open(pid: u32) -> Result<OwnedFd> {
 
 /// Waits up to `timeout` for a pidfd to report its process's exit.
 pub(crate) fn pidfd_exited(fd: &impl AsRawFd, timeout: Duration) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     // SAFETY: one valid pollfd.
     let rc = unsafe { libc::poll(&mut p, 1, ms) };
@@ -173,13 +169,11 @@ impl Pool {
         // The write end must not stay open here, or the pipe would never report the parent's death.
         drop(self.death_write.take());
         drop(self.supervisor_pidfd.take());
-        let death_read = self.death_read.take().ok_or_else(|| {
-            Error::Unavailable("this pool already handed off its supervisor".into())
-        })?;
-        self.region
-            .header()
-            .supervisor_pid
-            .store(std::process::id(), Release);
+        let death_read = self
+            .death_read
+            .take()
+            .ok_or_else(|| Error::Unavailable("this pool already handed off its supervisor".into()))?;
+        self.region.header().supervisor_pid.store(std::process::id(), Release);
         Ok(Supervisor::new(self.region.clone(), death_read))
     }
 
@@ -213,9 +207,7 @@ impl Pool {
     fn check_running(&self) -> Result<()> {
         match self.state() {
             PoolState::Running if self.supervisor_pidfd.raw() >= 0 => Ok(()),
-            PoolState::Running => Err(Error::Unavailable(
-                "the pool has no supervisor process".into(),
-            )),
+            PoolState::Running => Err(Error::Unavailable("the pool has no supervisor process".into())),
             PoolState::Stopping => Err(Error::Unavailable("the pool is shutting down".into())),
             PoolState::Broken => {
                 let status = ExitStatus::from_raw(self.region.header().broken_status.load(Acquire));
@@ -241,9 +233,7 @@ impl Pool {
             // ORDERING: Acquire pairs with the Release store of FREE, so the previous owner's
             // last reads of this slot happen before we overwrite it.
             state.load(Relaxed) == 0
-                && state
-                    .compare_exchange(0, SlotState::Reserved.to_raw(), Acquire, Relaxed)
-                    .is_ok()
+                && state.compare_exchange(0, SlotState::Reserved.to_raw(), Acquire, Relaxed).is_ok()
         });
         let Some(slot) = slot else { return Ok(None) };
         let meta = self.region.slot(slot);
@@ -254,16 +244,8 @@ impl Pool {
         let written = {
             let region = &self.region;
             let mut segs = self.segments.lock().unwrap_or_else(|e| e.into_inner());
-            descriptor::write(
-                region,
-                slot,
-                false,
-                tag,
-                parts,
-                &mut segs,
-                |s, t| request_in_use(region, s, t),
-                (slot, ticket),
-            )
+            let to = descriptor::Destination { slot, ticket, response: false };
+            descriptor::write(region, to, tag, parts, &mut segs, |s, t| request_in_use(region, s, t))
         };
         if let Err(e) = written {
             self.free(slot);
@@ -278,9 +260,7 @@ impl Pool {
         // `sleepers` increment then `work_seq` futex compare (a Dekker pair): either the worker
         // sees the new work or we see it asleep and wake it.
         bell.work_seq.fetch_add(1, SeqCst);
-        if bell.sleepers.load(SeqCst) > 0
-            && bell.queued.load(SeqCst) as i32 > bell.spinner.load(SeqCst) as i32
-        {
+        if bell.sleepers.load(SeqCst) > 0 && bell.queued.load(SeqCst) as i32 > bell.spinner.load(SeqCst) as i32 {
             futex::wake(&bell.work_seq, 1);
         }
         Ok(Some((slot, ticket)))
@@ -288,20 +268,12 @@ impl Pool {
 
     fn free(&self, slot: u32) {
         // ORDERING: Release orders our reads of the response before the next owner's writes.
-        self.region
-            .slot(slot)
-            .state
-            .store(SlotState::Free.to_raw(), Release);
+        self.region.slot(slot).state.store(SlotState::Free.to_raw(), Release);
         notify_free(&self.region);
     }
 
     /// Takes the result of a call if it is finished; frees the slot when it does.
-    pub fn take<R>(
-        &self,
-        slot: u32,
-        ticket: u64,
-        f: impl FnOnce(u32, &[u8]) -> R,
-    ) -> Result<Outcome<R>> {
+    pub fn take<R>(&self, slot: u32, ticket: u64, f: impl FnOnce(u32, &[u8]) -> R) -> Result<Outcome<R>> {
         let meta = self.region.slot(slot);
         if meta.ticket.load(Acquire) != ticket {
             return Err(Error::StaleHandle { slot, ticket });
@@ -321,15 +293,11 @@ impl Pool {
                 self.free(slot);
                 Ok(Outcome::Lost { pid, status })
             }
-            Some(SlotState::Free) | Some(SlotState::Abandoned(_)) => {
-                Err(Error::StaleHandle { slot, ticket })
-            }
+            Some(SlotState::Free) | Some(SlotState::Abandoned(_)) => Err(Error::StaleHandle { slot, ticket }),
             Some(_) => Ok(Outcome::Pending),
             None => {
                 self.free(slot);
-                Err(Error::Protocol(format!(
-                    "slot {slot} holds state word {raw:#x}"
-                )))
+                Err(Error::Protocol(format!("slot {slot} holds state word {raw:#x}")))
             }
         }
     }
@@ -343,15 +311,8 @@ impl Pool {
     /// `lost_seq` moves past `lost_seen`. Spins only while the worker runs on another CPU.
     pub fn wait(&self, slot: u32, ticket: u64, until: Instant, lost_seen: u32) {
         let meta = self.region.slot(slot);
-        let ready = |raw: u32| {
-            matches!(
-                SlotState::from_raw(raw),
-                Some(SlotState::Done | SlotState::Lost) | None
-            )
-        };
-        let stop = |raw: u32| {
-            ready(raw) || meta.ticket.load(Relaxed) != ticket || self.lost_seq() != lost_seen
-        };
+        let ready = |raw: u32| matches!(SlotState::from_raw(raw), Some(SlotState::Done | SlotState::Lost) | None);
+        let stop = |raw: u32| ready(raw) || meta.ticket.load(Relaxed) != ticket || self.lost_seq() != lost_seen;
         let spin = Duration::from_micros(self.region.header().parent_spin_us as u64);
         if !spin.is_zero() {
             let spin_until = Instant::now() + spin;
@@ -362,9 +323,7 @@ impl Pool {
                     return;
                 }
                 let worker_cpu = match SlotState::from_raw(raw) {
-                    Some(SlotState::Claimed(w)) if w < self.region.workers() => {
-                        self.region.worker(w).cpu.load(Relaxed)
-                    }
+                    Some(SlotState::Claimed(w)) if w < self.region.workers() => self.region.worker(w).cpu.load(Relaxed),
                     _ => my_cpu,
                 };
                 // Spinning on the worker's own CPU would only delay it.
@@ -400,8 +359,7 @@ impl Pool {
         let c = self.region.counters();
         let seq = c.free_seq.load(SeqCst);
         c.free_waiters.fetch_add(1, SeqCst);
-        let any_free =
-            (0..self.region.slots()).any(|i| self.region.slot(i).state.load(Relaxed) == 0);
+        let any_free = (0..self.region.slots()).any(|i| self.region.slot(i).state.load(Relaxed) == 0);
         let now = Instant::now();
         if !any_free && now < until && self.state() == PoolState::Running {
             futex::wait(&c.free_seq, seq, Some(until - now));
@@ -420,11 +378,7 @@ impl Pool {
             let raw = meta.state.load(Acquire);
             match SlotState::from_raw(raw) {
                 Some(SlotState::Queued) => {
-                    if meta
-                        .state
-                        .compare_exchange(raw, SlotState::Free.to_raw(), AcqRel, Relaxed)
-                        .is_ok()
-                    {
+                    if meta.state.compare_exchange(raw, SlotState::Free.to_raw(), AcqRel, Relaxed).is_ok() {
                         self.region.doorbell().queued.fetch_sub(1, SeqCst);
                         notify_free(&self.region);
                         return Cancelled::Freed;
@@ -435,11 +389,7 @@ impl Pool {
                     // processed this worker's death, so the pid is the incarnation that claimed.
                     let pid = self.region.worker(w).pid.load(Acquire);
                     let abandoned = SlotState::Abandoned(w).to_raw();
-                    if meta
-                        .state
-                        .compare_exchange(raw, abandoned, AcqRel, Relaxed)
-                        .is_ok()
-                    {
+                    if meta.state.compare_exchange(raw, abandoned, AcqRel, Relaxed).is_ok() {
                         if kill && pid != 0 {
                             // SAFETY: plain syscall; at worst the pid already exited (ESRCH).
                             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
@@ -499,14 +449,11 @@ impl Pool {
                     tasks_total: w.tasks_total.load(Relaxed),
                     respawns: w.respawns.load(Relaxed),
                     recycles: w.recycles.load(Relaxed),
-                    last_exit: (last_pid != 0)
-                        .then(|| (last_pid, ExitStatus::from_raw(w.last_exit.load(Relaxed)))),
+                    last_exit: (last_pid != 0).then(|| (last_pid, ExitStatus::from_raw(w.last_exit.load(Relaxed)))),
                 }
             })
             .collect();
-        let slots_in_use = (0..r.slots())
-            .filter(|&i| r.slot(i).state.load(Relaxed) != 0)
-            .count() as u32;
+        let slots_in_use = (0..r.slots()).filter(|&i| r.slot(i).state.load(Relaxed) != 0).count() as u32;
         PoolInfo {
             state: self.state(),
             supervisor_pid: r.supervisor_pid(),
@@ -528,12 +475,7 @@ fn request_in_use(region: &Region, slot: u32, ticket: u64) -> bool {
     }
     matches!(
         SlotState::from_raw(meta.state.load(Acquire)),
-        Some(
-            SlotState::Reserved
-                | SlotState::Queued
-                | SlotState::Claimed(_)
-                | SlotState::Abandoned(_)
-        )
+        Some(SlotState::Reserved | SlotState::Queued | SlotState::Claimed(_) | SlotState::Abandoned(_))
     )
 }
 

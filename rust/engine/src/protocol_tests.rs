@@ -168,7 +168,8 @@ fn a_sleeping_worker_is_woken_by_a_submit() {
 
 #[test]
 fn many_threads_and_workers_get_exactly_their_own_results() {
-    let cfg = Config { workers: 2, slots: 8, inline_size: 64, worker_spin_us: 50, parent_spin_us: 20, max_payload: None };
+    let cfg =
+        Config { workers: 2, slots: 8, inline_size: 64, worker_spin_us: 50, parent_spin_us: 20, max_payload: None };
     let p = Arc::new(pool(cfg));
     let workers: Vec<_> = (0..2)
         .map(|i| {
@@ -200,7 +201,9 @@ fn many_threads_and_workers_get_exactly_their_own_results() {
                                 assert_eq!(b, msg.as_bytes());
                                 break;
                             }
-                            Outcome::Pending => p.wait(slot, ticket, Instant::now() + Duration::from_millis(50), p.lost_seq()),
+                            Outcome::Pending => {
+                                p.wait(slot, ticket, Instant::now() + Duration::from_millis(50), p.lost_seq())
+                            }
                             Outcome::Lost { .. } => panic!("no worker died"),
                         }
                     }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use memmap2::{MmapMut, MmapOptions};
 
 use crate::layout::{
-    Config, Counters, Doorbell, Header, RawDescriptor, SlotMeta, WorkerEntry, LAYOUT_VERSION,
-    MAGIC, MAX_INLINE, MAX_SLOTS, MAX_WORKERS, SLOT_META,
+    Config, Counters, Doorbell, Header, RawDescriptor, SlotMeta, WorkerEntry, LAYOUT_VERSION, MAGIC, MAX_INLINE,
+    MAX_SLOTS, MAX_WORKERS, SLOT_META,
 };
 use crate::{Error, Result};
 
@@ -47,17 +47,10 @@ impl Region {
         }
         // SAFETY: fd is a fresh descriptor we own; File takes ownership and closes it on drop.
         let file = unsafe { File::from_raw_fd(fd) };
-        file.set_len(size as u64).map_err(|source| Error::Os {
-            what: "sizing the control region",
-            source,
-        })?;
+        file.set_len(size as u64).map_err(|source| Error::Os { what: "sizing the control region", source })?;
         // SAFETY: the file is a memfd only we hold; nobody truncates it while it is mapped.
-        let mut map = unsafe { MmapOptions::new().len(size).populate().map_mut(&file) }.map_err(
-            |source| Error::Os {
-                what: "mapping the control region",
-                source,
-            },
-        )?;
+        let mut map = unsafe { MmapOptions::new().len(size).populate().map_mut(&file) }
+            .map_err(|source| Error::Os { what: "mapping the control region", source })?;
         // The mapping keeps the memory alive; the fd is not needed (and not inherited) after this.
         drop(file);
         map.fill(0);
@@ -82,9 +75,7 @@ impl Region {
     fn from_map(map: Arc<MmapMut>) -> Result<Region> {
         let base = map.as_ptr() as *mut u8;
         if map.len() < std::mem::size_of::<Header>() {
-            return Err(Error::Protocol(
-                "control region smaller than its header".into(),
-            ));
+            return Err(Error::Protocol("control region smaller than its header".into()));
         }
         // SAFETY: length checked above; the mapping is page-aligned.
         let header = unsafe { &*(base as *const Header) };
@@ -107,9 +98,7 @@ impl Region {
             || cfg.region_size() > map.len()
             || header.slot_size as usize != cfg.slot_size()
         {
-            return Err(Error::Protocol(
-                "control region header geometry is inconsistent".into(),
-            ));
+            return Err(Error::Protocol("control region header geometry is inconsistent".into()));
         }
         Ok(Region {
             base,
@@ -167,10 +156,7 @@ impl Region {
     fn slot_ptr(&self, index: u32) -> *mut u8 {
         assert!(index < self.slots, "slot index {index} out of range");
         // SAFETY: index bounds-checked; slot_size * slots fits in the region (from_map).
-        unsafe {
-            self.base
-                .add(self.slots_offset + index as usize * self.slot_size)
-        }
+        unsafe { self.base.add(self.slots_offset + index as usize * self.slot_size) }
     }
 
     pub fn slot(&self, index: u32) -> &SlotMeta {
@@ -221,11 +207,7 @@ mod tests {
 
     #[test]
     fn fresh_region_has_valid_header_and_free_slots() {
-        let cfg = Config {
-            workers: 2,
-            slots: 8,
-            ..Config::default()
-        };
+        let cfg = Config { workers: 2, slots: 8, ..Config::default() };
         let r = Region::create(&cfg).unwrap();
         assert_eq!(r.workers(), 2);
         assert_eq!(r.slots(), 8);
@@ -248,11 +230,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "out of range")]
     fn slot_index_is_bounds_checked() {
-        let r = Region::create(&Config {
-            slots: 4,
-            ..Config::default()
-        })
-        .unwrap();
+        let r = Region::create(&Config { slots: 4, ..Config::default() }).unwrap();
         r.slot(4);
     }
 }

@@ -51,26 +51,13 @@ impl Segment {
         if rc != 0 {
             return Err(Error::SharedMemory {
                 needed: len,
-                detail: format!(
-                    "reserving {cap} bytes of shared memory failed: {}",
-                    std::io::Error::last_os_error()
-                ),
+                detail: format!("reserving {cap} bytes of shared memory failed: {}", std::io::Error::last_os_error()),
             });
         }
         // SAFETY: we own the memfd and never shrink it while mapped.
-        let map =
-            unsafe { MmapOptions::new().len(cap as usize).map_mut(&file) }.map_err(|source| {
-                Error::Os {
-                    what: "mapping a payload segment",
-                    source,
-                }
-            })?;
-        Ok(Segment {
-            file,
-            map,
-            cap,
-            busy: None,
-        })
+        let map = unsafe { MmapOptions::new().len(cap as usize).map_mut(&file) }
+            .map_err(|source| Error::Os { what: "mapping a payload segment", source })?;
+        Ok(Segment { file, map, cap, busy: None })
     }
 
     pub fn fd(&self) -> i32 {
@@ -103,10 +90,7 @@ impl Segments {
                 }
             }
         }
-        let fitting = self
-            .list
-            .iter()
-            .position(|s| s.busy.is_none() && s.cap >= len);
+        let fitting = self.list.iter().position(|s| s.busy.is_none() && s.cap >= len);
         let index = match fitting {
             Some(i) => i,
             None => {
@@ -151,24 +135,18 @@ pub fn map_remote(pid: u32, fd: u32, len: u64) -> Result<Option<Mmap>> {
     }
     let path = format!("/proc/{pid}/fd/{fd}");
     // O_NONBLOCK: a corrupt descriptor naming a FIFO must not block us in open().
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(&path)
-        .map_err(|e| {
-            Error::Protocol(format!(
-                "cannot open payload segment {path} of process {pid}: {e} (did it exit before its \
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(&path).map_err(
+            |e| {
+                Error::Protocol(format!(
+                    "cannot open payload segment {path} of process {pid}: {e} (did it exit before its \
              payload was read?)"
-            ))
-        })?;
-    let meta = file.metadata().map_err(|source| Error::Os {
-        what: "reading a payload segment's size",
-        source,
-    })?;
+                ))
+            },
+        )?;
+    let meta = file.metadata().map_err(|source| Error::Os { what: "reading a payload segment's size", source })?;
     if !meta.is_file() {
-        return Err(Error::Protocol(format!(
-            "{path} is not a shared-memory segment"
-        )));
+        return Err(Error::Protocol(format!("{path} is not a shared-memory segment")));
     }
     let size = meta.len();
     if size < len {
@@ -178,11 +156,8 @@ pub fn map_remote(pid: u32, fd: u32, len: u64) -> Result<Option<Mmap>> {
     }
     // SAFETY: read-only mapping of a memfd the writer never shrinks while it is referenced; its
     // size was checked above, so reading `len` bytes cannot fault past the end.
-    let map =
-        unsafe { MmapOptions::new().len(len as usize).map(&file) }.map_err(|source| Error::Os {
-            what: "mapping a peer's payload segment",
-            source,
-        })?;
+    let map = unsafe { MmapOptions::new().len(len as usize).map(&file) }
+        .map_err(|source| Error::Os { what: "mapping a peer's payload segment", source })?;
     Ok(Some(map))
 }
 
@@ -212,9 +187,7 @@ mod tests {
         let mut segs = Segments::default();
         let seg = segs.acquire(5, |_, _| false).unwrap();
         seg.bytes_mut()[..5].copy_from_slice(b"hello");
-        let map = map_remote(std::process::id(), seg.fd() as u32, 5)
-            .unwrap()
-            .unwrap();
+        let map = map_remote(std::process::id(), seg.fd() as u32, 5).unwrap().unwrap();
         assert_eq!(&map[..], b"hello");
     }
 
@@ -228,9 +201,6 @@ mod tests {
     #[test]
     fn a_missing_segment_is_an_error_not_a_crash() {
         let err = map_remote(std::process::id(), 999_999, 10).unwrap_err();
-        assert!(
-            err.to_string().contains("cannot open payload segment"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("cannot open payload segment"), "{err}");
     }
 }

@@ -82,19 +82,11 @@ impl Supervisor {
             let Some(death) = &self.death_read else {
                 return Ok(Action::Exit);
             };
-            let mut fds = vec![libc::pollfd {
-                fd: death.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
+            let mut fds = vec![libc::pollfd { fd: death.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
             let mut owners = Vec::new();
             for (i, c) in self.children.iter().enumerate() {
                 if let Some(c) = c {
-                    fds.push(libc::pollfd {
-                        fd: c.pidfd.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    });
+                    fds.push(libc::pollfd { fd: c.pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
                     owners.push(i as u32);
                 }
             }
@@ -105,10 +97,7 @@ impl Supervisor {
                 if err.raw_os_error() == Some(libc::EINTR) {
                     continue;
                 }
-                return Err(Error::Os {
-                    what: "poll in the supervisor",
-                    source: err,
-                });
+                return Err(Error::Os { what: "poll in the supervisor", source: err });
             }
             if fds[0].revents != 0 {
                 return Ok(Action::Exit);
@@ -126,10 +115,7 @@ impl Supervisor {
         let entry = self.region.worker(index);
         entry.generation.fetch_add(1, Relaxed);
         entry.pid.store(pid, Release);
-        self.children[index as usize] = Some(Child {
-            pid,
-            pidfd: pidfd_open(pid)?,
-        });
+        self.children[index as usize] = Some(Child { pid, pidfd: pidfd_open(pid)? });
         Ok(())
     }
 
@@ -148,8 +134,7 @@ impl Supervisor {
         match death {
             Death::StartupFailure => {
                 let now = Instant::now();
-                self.startup_failures
-                    .retain(|t| now.duration_since(*t) < CRASH_LOOP_WINDOW);
+                self.startup_failures.retain(|t| now.duration_since(*t) < CRASH_LOOP_WINDOW);
                 self.startup_failures.push(now);
                 if self.startup_failures.len() >= CRASH_LOOP_LIMIT {
                     log::error!(
@@ -161,15 +146,9 @@ impl Supervisor {
                     mark_broken(&self.region, status);
                     return;
                 }
-                log::warn!(
-                    "multicore: worker pid {} died during start-up ({status:?})",
-                    child.pid
-                );
+                log::warn!("multicore: worker pid {} died during start-up ({status:?})", child.pid);
             }
-            Death::Crash => log::warn!(
-                "multicore: worker pid {} died ({status:?}); replacing it",
-                child.pid
-            ),
+            Death::Crash => log::warn!("multicore: worker pid {} died ({status:?}); replacing it", child.pid),
             Death::Retired => {
                 log::info!("multicore: worker pid {} retired; replacing it", child.pid)
             }
@@ -199,12 +178,8 @@ impl Supervisor {
     /// Stops every worker: they finish their current call and exit; after `grace`, SIGKILL.
     pub fn stop_workers(&mut self, grace: Duration) {
         let header = self.region.header();
-        let _ = header.pool_state.compare_exchange(
-            PoolState::Running as u32,
-            PoolState::Stopping as u32,
-            SeqCst,
-            Relaxed,
-        );
+        let _ =
+            header.pool_state.compare_exchange(PoolState::Running as u32, PoolState::Stopping as u32, SeqCst, Relaxed);
         futex::wake_all(&self.region.doorbell().work_seq);
         let deadline = Instant::now() + grace;
         for index in 0..self.children.len() {
@@ -227,12 +202,7 @@ impl Supervisor {
         let mut status = 0;
         // SAFETY: reaping our own child.
         unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) };
-        record_death(
-            &self.region,
-            index,
-            child.pid,
-            ExitStatus::from_wait_status(status),
-        );
+        record_death(&self.region, index, child.pid, ExitStatus::from_wait_status(status));
     }
 
     pub fn live_workers(&self) -> usize {
@@ -263,14 +233,9 @@ pub fn record_death(region: &Region, index: u32, pid: u32, status: ExitStatus) -
             meta.lost_pid.store(pid, Relaxed);
             meta.lost_status.store(status.to_raw(), Relaxed);
             // ORDERING: Release publishes lost_pid/lost_status to the parent's Acquire load.
-            let _ =
-                meta.state
-                    .compare_exchange(claimed, SlotState::Lost.to_raw(), Release, Relaxed);
+            let _ = meta.state.compare_exchange(claimed, SlotState::Lost.to_raw(), Release, Relaxed);
         } else if raw == abandoned
-            && meta
-                .state
-                .compare_exchange(abandoned, SlotState::Free.to_raw(), Release, Relaxed)
-                .is_ok()
+            && meta.state.compare_exchange(abandoned, SlotState::Free.to_raw(), Release, Relaxed).is_ok()
         {
             region.counters().discarded.fetch_add(1, Relaxed);
             notify_free(region);
@@ -297,11 +262,7 @@ fn mark_broken(region: &Region, status: ExitStatus) {
         }
         meta.lost_pid.store(0, Relaxed);
         meta.lost_status.store(status.to_raw(), Relaxed);
-        if meta
-            .state
-            .compare_exchange(queued, SlotState::Lost.to_raw(), Release, Relaxed)
-            .is_ok()
-        {
+        if meta.state.compare_exchange(queued, SlotState::Lost.to_raw(), Release, Relaxed).is_ok() {
             region.doorbell().queued.fetch_sub(1, SeqCst);
         }
     }

@@ -36,12 +36,7 @@ impl WorkerChannel {
         entry.retiring.store(0, Relaxed);
         entry.state.store(WorkerState::Starting as u32, Release);
         let spin = Duration::from_micros(region.header().worker_spin_us as u64);
-        WorkerChannel {
-            region,
-            index,
-            segments: Segments::default(),
-            spin,
-        }
+        WorkerChannel { region, index, segments: Segments::default(), spin }
     }
 
     pub fn index(&self) -> u32 {
@@ -54,10 +49,7 @@ impl WorkerChannel {
 
     /// Start-up finished: from now on a death is a crash, not a start-up failure.
     pub fn ready(&self) {
-        self.region
-            .worker(self.index)
-            .state
-            .store(WorkerState::Idle as u32, Release);
+        self.region.worker(self.index).state.store(WorkerState::Idle as u32, Release);
     }
 
     fn running(&self) -> bool {
@@ -87,20 +79,13 @@ impl WorkerChannel {
             }
             // ORDERING: Acquire pairs with the parent's Release store of QUEUED, making the
             // request visible; SeqCst also orders it before our later read of `waiter`.
-            if meta
-                .state
-                .compare_exchange(queued, claimed, SeqCst, Relaxed)
-                .is_ok()
-            {
+            if meta.state.compare_exchange(queued, claimed, SeqCst, Relaxed).is_ok() {
                 self.region.doorbell().queued.fetch_sub(1, SeqCst);
                 counters.claim_cursor.store((slot + 1) % n, Relaxed);
                 let entry = self.region.worker(self.index);
                 entry.cpu.store(futex::current_cpu(), Relaxed);
                 entry.state.store(WorkerState::Busy as u32, Relaxed);
-                return Some(Call {
-                    slot,
-                    ticket: meta.ticket.load(Acquire),
-                });
+                return Some(Call { slot, ticket: meta.ticket.load(Acquire) });
             }
         }
         None
@@ -161,16 +146,8 @@ impl WorkerChannel {
             let m = region.slot(slot);
             m.ticket.load(Acquire) == ticket && m.state.load(Acquire) == SlotState::Done.to_raw()
         };
-        descriptor::write(
-            region,
-            call.slot,
-            true,
-            tag,
-            parts,
-            &mut self.segments,
-            result_in_use,
-            (call.slot, call.ticket),
-        )?;
+        let to = descriptor::Destination { slot: call.slot, ticket: call.ticket, response: true };
+        descriptor::write(region, to, tag, parts, &mut self.segments, result_in_use)?;
         let meta = region.slot(call.slot);
         let claimed = SlotState::Claimed(self.index).to_raw();
         let entry = region.worker(self.index);
@@ -179,11 +156,7 @@ impl WorkerChannel {
         entry.state.store(WorkerState::Idle as u32, Relaxed);
         // ORDERING: Release publishes the response; SeqCst orders it before the `waiter` load,
         // pairing with the parent's SeqCst waiter store then state load (Pool::wait).
-        if meta
-            .state
-            .compare_exchange(claimed, SlotState::Done.to_raw(), SeqCst, Relaxed)
-            .is_ok()
-        {
+        if meta.state.compare_exchange(claimed, SlotState::Done.to_raw(), SeqCst, Relaxed).is_ok() {
             region.counters().completed.fetch_add(1, Relaxed);
             if meta.waiter.load(SeqCst) != 0 {
                 futex::wake_all(&meta.state);
@@ -192,11 +165,7 @@ impl WorkerChannel {
         }
         // The parent gave up on this call: free the slot ourselves, unless the supervisor did.
         let abandoned = SlotState::Abandoned(self.index).to_raw();
-        if meta
-            .state
-            .compare_exchange(abandoned, SlotState::Free.to_raw(), Release, Relaxed)
-            .is_ok()
-        {
+        if meta.state.compare_exchange(abandoned, SlotState::Free.to_raw(), Release, Relaxed).is_ok() {
             region.counters().discarded.fetch_add(1, Relaxed);
             notify_free(region);
         }
@@ -213,8 +182,7 @@ impl WorkerChannel {
         loop {
             let pending = self.segments.busy().into_iter().any(|(slot, ticket)| {
                 let m = self.region.slot(slot);
-                m.ticket.load(Acquire) == ticket
-                    && m.state.load(Acquire) == SlotState::Done.to_raw()
+                m.ticket.load(Acquire) == ticket && m.state.load(Acquire) == SlotState::Done.to_raw()
             });
             let now = Instant::now();
             if !pending || now >= until || !self.running() {
@@ -222,11 +190,7 @@ impl WorkerChannel {
             }
             let seq = c.free_seq.load(SeqCst);
             c.free_waiters.fetch_add(1, SeqCst);
-            futex::wait(
-                &c.free_seq,
-                seq,
-                Some((until - now).min(Duration::from_millis(50))),
-            );
+            futex::wait(&c.free_seq, seq, Some((until - now).min(Duration::from_millis(50))));
             c.free_waiters.fetch_sub(1, SeqCst);
         }
     }
