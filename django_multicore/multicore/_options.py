@@ -43,23 +43,41 @@ FIELDS = {f.name for f in dataclasses.fields(Options)}
 _provider: Callable[[], Mapping[str, Any]] | None = None
 
 
+# (mapping the provider returned, Options built from it): every Task() asks for the options, and
+# building and validating them costs more than a whole call's transport.
+_cache: tuple[Any, Options] | None = None
+
+
 def set_provider(provider: Callable[[], Mapping[str, Any]] | None) -> None:
-    """Installs the source of configured options (the Django app's settings reader)."""
-    global _provider
-    _provider = provider
+    """Installs the source of configured options (the Django app's settings reader).
+
+    The provider should return the same mapping object until the configuration changes: the
+    options built from it are cached on its identity.
+    """
+    global _provider, _cache
+    _provider, _cache = provider, None
 
 
 def current(**overrides: Any) -> Options:
     """The configured options, with ``overrides`` (initialize() keywords) applied last."""
+    global _cache
     unknown = set(overrides) - FIELDS
     if unknown:
         raise TypeError(
             f"unknown multicore option(s) {', '.join(sorted(unknown))}; "
             f"valid options are {', '.join(sorted(FIELDS))}"
         )
-    values: dict[str, Any] = dict(_provider()) if _provider is not None else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return validate(Options(**values))
+    configured = _provider() if _provider is not None else None
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    cache = _cache
+    if not explicit and cache is not None and cache[0] is configured:
+        return cache[1]
+    values: dict[str, Any] = dict(configured or {})
+    values.update(explicit)
+    options = validate(Options(**values))
+    if not explicit:
+        _cache = (configured, options)
+    return options
 
 
 def validate(options: Options) -> Options:
