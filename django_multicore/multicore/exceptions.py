@@ -21,6 +21,7 @@ __all__ = [
     "RemoteTraceback",
     "PoolUnavailableError",
     "ProtocolError",
+    "MulticoreWarning",
 ]
 
 
@@ -114,3 +115,8 @@ class PoolUnavailableError(MulticoreError):
 
 class ProtocolError(MulticoreError):
     """The shared-memory protocol met data it cannot trust (a bug or memory corruption)."""
+
+
+class MulticoreWarning(RuntimeWarning):
+    """Work that runs but may not do what you expect (e.g. workers reading the database inside
+    the caller's ``atomic()`` block cannot see its uncommitted writes)."""

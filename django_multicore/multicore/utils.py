@@ -9,11 +9,23 @@ from typing import Any
 
 from multicore import _lifecycle
 
-__all__ = ["ranges", "keyset_ranges", "PicklableWSGIRequest"]
+__all__ = [
+    "ranges",
+    "keyset_ranges",
+    "keyset_filter",
+    "stable_order",
+    "in_atomic_block",
+    "parallel_safe",
+    "PicklableWSGIRequest",
+]
 
 # Django helpers load lazily, so plain-Python users never import Django.
 _LAZY = {
     "keyset_ranges": "multicore._queryset",
+    "keyset_filter": "multicore._queryset",
+    "stable_order": "multicore._queryset",
+    "in_atomic_block": "multicore._queryset",
+    "parallel_safe": "multicore._queryset",
     "PicklableWSGIRequest": "multicore._request",
 }
 
@@ -32,6 +44,9 @@ def _length(iterable: Any) -> int:
         from django.db.models.query import QuerySet
 
         if isinstance(iterable, QuerySet):
+            from multicore._queryset import guard_atomic
+
+            guard_atomic(iterable, "ranges(queryset)", stacklevel=4)  # workers cannot see uncommitted rows
             return iterable.count()  # one COUNT(*) instead of fetching every row
     return len(iterable)
 

@@ -1,0 +1,194 @@
+"""Database connections across multicore's forks; the Django app installs this (docs/database.md).
+
+A forked process inherits the parent's open connections: same socket, same server session. If
+the child used or closed one, it would talk over the parent's session (closing sends the
+server a Terminate message and kills the parent's connection). So, as Celery's Django fixup
+does, the supervisor and each worker cut the inherited sockets off without any network IO and
+start with fresh connection wrappers; connections then open lazily, one per worker, and stay
+open across calls within ``CONN_MAX_AGE``, checked before and after each call like Django does
+around a request.
+
+The parent records which databases the pool was started with (at the fork), and restarts the
+pool on the next ``Task()`` if they changed: the test runner swaps NAME for the test database
+after the pool may already be running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.db import close_old_connections, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from multicore import _hooks, _lifecycle
+from multicore import settings as multicore_settings
+from multicore.exceptions import MulticoreWarning
+
+logger = logging.getLogger("multicore.django")
+
+# Inherited driver connections and pools, referenced forever so they are never closed or
+# finalized in this process (that would be network IO on the parent's session). Our processes
+# leave through os._exit, which runs no finalizers.
+_inherited: list[Any] = []
+
+_installed = False
+_started_with: tuple | None = None  # databases the running pool's workers were forked with
+_warned_memory: set[str] = set()
+
+
+def _cut_off(raw: Any) -> None:
+    """Keeps ``raw`` alive and points its socket at /dev/null: nothing in this process can reach
+    the parent's session through it, and a driver's own close() writes nowhere."""
+    _inherited.append(raw)
+    try:
+        fd = raw.fileno()
+    except Exception:  # noqa: BLE001 - sqlite3 has no socket; a closed connection has no fd
+        return
+    if not isinstance(fd, int) or fd < 0:
+        return
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def reset_inherited_connections() -> None:
+    """Replaces every inherited connection wrapper with a fresh, unconnected one (in a fork)."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            _cut_off(conn.connection)
+        # A new wrapper, rather than close(): the old one may be inside the parent's atomic block
+        # and would refuse to reconnect ("closed in transaction").
+        connections[conn.alias] = connections.create_connection(conn.alias)
+    for alias in connections:
+        # Django 5.1+ "pool" option: class-level pools of connections opened by the parent.
+        pools = getattr(type(connections[alias]), "_connection_pools", None)
+        if pools:
+            for pool in list(pools.values()):
+                _inherited.append(pool)
+                for raw in list(getattr(pool, "_pool", ())):
+                    _cut_off(raw)
+            pools.clear()
+
+
+def _quietly(fn: Any, what: str) -> None:
+    # A failing hook must not take the worker down: the next call gets a fresh connection anyway.
+    try:
+        fn()
+    except Exception:  # noqa: BLE001
+        logger.exception("multicore: %s failed in pid %d", what, os.getpid())
+
+
+def _before_call() -> None:
+    for conn in connections.all(initialized_only=True):
+        conn.queries_log.clear()  # like request_started: DEBUG must not grow memory per call
+    close_old_connections()
+
+
+def _on_supervisor_start() -> None:
+    reset_inherited_connections()
+
+
+def _on_worker_start() -> None:
+    reset_inherited_connections()
+
+
+def _on_worker_exit() -> None:
+    _quietly(connections.close_all, "closing database connections")
+
+
+def _on_before_call() -> None:
+    _quietly(_before_call, "close_old_connections() before a call")
+
+
+def _on_after_call() -> None:
+    _quietly(close_old_connections, "close_old_connections() after a call")
+
+
+def database_fingerprint() -> tuple:
+    """What decides which database a forked worker reaches: the DATABASES a worker would use,
+    and whether database access is allowed at all (pytest-django blocks it by swapping
+    ``BaseDatabaseWrapper.ensure_connection``)."""
+    # Runs on every Task(): plain tuples, compared by value, no sorting or formatting.
+    dbs = tuple(
+        (alias, db.get("ENGINE"), db.get("NAME"), db.get("HOST"), db.get("PORT"))
+        for alias, db in django_settings.DATABASES.items()
+    )
+    return dbs, BaseDatabaseWrapper.ensure_connection
+
+
+def in_memory_sqlite(db: Mapping[str, Any]) -> bool:
+    name = db.get("NAME")
+    return (
+        "sqlite3" in str(db.get("ENGINE"))
+        and isinstance(name, str)
+        and (name in ("", ":memory:") or "mode=memory" in name)
+    )
+
+
+def _before_fork() -> None:
+    global _started_with
+    if _lifecycle._forking_supervisor:  # the parent forking a pool's supervisor
+        try:
+            _started_with = database_fingerprint()
+        except Exception:  # noqa: BLE001 - never break a fork; unknown means "do not restart"
+            _started_with = None
+
+
+def refresh_pool() -> bool:
+    """Stops this process's pool if its workers were forked with other databases than the
+    current ones (so the next Task() starts workers on the current ones). True if it did.
+
+    Runs on every ``Task()`` through the options provider.
+    """
+    pool = _lifecycle.current()
+    if pool is None or pool.pid != os.getpid():
+        _warn_in_memory()  # a pool is about to start
+        return False
+    if _started_with is None or _started_with == database_fingerprint():
+        return False
+    logger.info("multicore: DATABASES changed since the pool started (test database?); restarting it")
+    _lifecycle.shutdown()
+    _warn_in_memory()
+    return True
+
+
+def _warn_in_memory() -> None:
+    for alias, db in django_settings.DATABASES.items():
+        name = f"{alias}:{db.get('NAME')}"
+        if in_memory_sqlite(db) and name not in _warned_memory:
+            _warned_memory.add(name)
+            warnings.warn(
+                f"DATABASES[{alias!r}] is an in-memory SQLite database: multicore workers are other "
+                "processes and will see an empty database. Use a file (for tests: "
+                f'DATABASES[{alias!r}]["TEST"]["NAME"]); see docs/testing.md',
+                MulticoreWarning,
+                stacklevel=4,
+            )
+
+
+def options_provider() -> dict[str, Any]:
+    """The options provider the app installs: MULTICORE settings as pool options."""
+    if not _lifecycle.in_worker():
+        refresh_pool()
+    return multicore_settings.pool_options()
+
+
+def install() -> None:
+    """Registers the hooks (idempotent). Called from ``MulticoreConfig.ready()``."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    _hooks.on_supervisor_start(_on_supervisor_start)
+    _hooks.on_worker_start(_on_worker_start)
+    _hooks.on_worker_exit(_on_worker_exit)
+    _hooks.before_each_call(_on_before_call)
+    _hooks.after_each_call(_on_after_call)
+    os.register_at_fork(before=_before_fork)

@@ -1,0 +1,168 @@
+"""The app: lazy per-process pools (migrate, check, runserver's autoreloader), warm_up(), the DRF switch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+
+import pytest
+
+import multicore
+from multicore import _django, _hooks, _options
+from tests.conftest import ROOT, pid_alive, run_python, wait_until, worker_pids
+
+
+def _settings_module(tmp_path, extra=""):
+    """A settings module on a private SQLite file, importable as ``tmp_settings``."""
+    (tmp_path / "tmp_settings.py").write_text(textwrap.dedent(f"""
+        import os
+        from tests.settings import *
+        if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+            DATABASES["default"]["NAME"] = {str(tmp_path / "db.sqlite3")!r}
+    """) + textwrap.dedent(extra))
+    return {"PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT]), "DJANGO_SETTINGS_MODULE": "tmp_settings"}
+
+
+def test_ready_installs_the_provider_and_the_hooks():
+    assert _options._provider is _django.options_provider
+    assert _django._on_worker_start in _hooks.worker_start
+    assert _django._on_supervisor_start in _hooks.supervisor_start
+    assert _django._on_before_call in _hooks.before_call and _django._on_after_call in _hooks.after_call
+    assert _django._on_worker_exit in _hooks.worker_exit
+
+
+def test_migrate_and_check_start_no_workers(tmp_path):
+    run_python("""
+        import os, django
+        django.setup()
+        from django.core.management import call_command
+        import multicore
+        call_command("check")
+        call_command("migrate", verbosity=0)
+        assert multicore.pool_info()["running"] is False
+        children = open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split()
+        assert children == [], children
+        print("no pool")
+    """, env=_settings_module(tmp_path))
+
+
+def test_warm_up_starts_the_pool_once():
+    from multicore.apps import warm_up
+
+    multicore.shutdown()
+    try:
+        warm_up()
+        assert wait_until(lambda: len(worker_pids()) == 2)
+        supervisor = multicore.pool_info()["supervisor_pid"]
+        warm_up()
+        assert multicore.pool_info()["supervisor_pid"] == supervisor
+    finally:
+        multicore.shutdown()
+
+
+def test_drf_list_patch_switch(tmp_path):
+    code = """
+        import sys, django
+        django.setup()
+        if "multicore.drf" not in sys.modules:
+            print("drf-not-imported")
+        else:
+            from multicore import drf
+            print("patched" if drf.is_patched() else "not-patched")
+    """
+    off = run_python(code, env=_settings_module(tmp_path))
+    assert "drf-not-imported" in off.stdout
+    on = run_python(code, env=_settings_module(tmp_path, 'MULTICORE = {"drf-list-patch": True}'))
+    assert "patched" in on.stdout.split()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (by /proc/*/stat, whichever thread forked them)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return sorted(found)
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_runserver_autoreload_leaves_exactly_one_pool(tmp_path):
+    env = {**os.environ, **_settings_module(tmp_path)}
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/pool/"
+    try:
+        first = _wait_for_server(url, server)
+        # The autoreloader process (server.pid) serves nothing and holds no pool.
+        assert _children(server.pid) == [first["pid"]]
+        assert _children(first["pid"]) == [first["supervisor_pid"]]
+        assert first["worker_pid"] in _children(first["supervisor_pid"])
+        again = _get(url)  # another request thread: the same pool
+        assert (again["pid"], again["supervisor_pid"]) == (first["pid"], first["supervisor_pid"])
+
+        settings_file = tmp_path / "tmp_settings.py"
+
+        def reloaded() -> bool:
+            # Touch until it lands: a change made before the reloader's first scan goes unseen.
+            stamp = time.time() + 5
+            os.utime(settings_file, (stamp, stamp))
+            return _serving_pid(url) not in (None, first["pid"])
+
+        assert wait_until(reloaded, timeout=30, interval=0.5)
+        second = _get(url)
+        assert wait_until(lambda: not pid_alive(first["supervisor_pid"]), timeout=10)
+        assert not pid_alive(first["worker_pid"])
+        assert _children(server.pid) == [second["pid"]]
+        assert _children(second["pid"]) == [second["supervisor_pid"]]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def _serving_pid(url: str):
+    try:
+        return _get(url)["pid"]
+    except OSError:
+        return None
+
+
+def _wait_for_server(url: str, server: subprocess.Popen) -> dict:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"runserver exited {server.returncode}: {server.stderr.read().decode()[-2000:]}")
+        try:
+            return _get(url)
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail("runserver did not answer within 30 s")
