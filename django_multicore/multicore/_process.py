@@ -13,7 +13,7 @@ import signal
 import sys
 import traceback
 
-from multicore import _core, _hooks, _wire
+from multicore import _core, _forksafe, _hooks, _wire
 from multicore._options import Options
 from multicore.exceptions import SerializationError, SharedMemoryError
 
@@ -44,6 +44,7 @@ def supervisor_main(pool: _core.Pool, options: Options) -> None:
     role = "supervisor"
     code = 0
     try:
+        _forksafe.refresh_output_streams()
         _reset_signals()
         supervisor = pool.become_supervisor()
         _hooks.run(_hooks.supervisor_start)
@@ -90,17 +91,18 @@ def _serve(worker: _core.Worker, options: Options) -> None:
     pid = os.getpid()
     while (call := worker.next_call()) is not None:
         slot, ticket = call
-        kind, body = _execute(worker, cache, slot, ticket)
+        kind, body, fn = _execute(worker, cache, slot, ticket)
         try:
             worker.reply(slot, ticket, kind, body)
         except SharedMemoryError as exc:
-            worker.reply(slot, ticket, *_wire.encode_error(SerializationError(str(exc)), ""))
+            error = SerializationError(f"the result of {_wire.describe(fn)} could not be sent back: {exc}")
+            worker.reply(slot, ticket, *_wire.encode_error(error, ""))
         if _should_retire(worker, options, pid):
             worker.retire(10.0)
             return
 
 
-def _execute(worker: _core.Worker, cache: _wire.WorkerCache, slot: int, ticket: int) -> tuple[int, bytes]:
+def _execute(worker: _core.Worker, cache: _wire.WorkerCache, slot: int, ticket: int) -> tuple[int, bytes, object]:
     fn = None
     try:
         tag, payload = worker.read_request(slot, ticket)
@@ -111,15 +113,15 @@ def _execute(worker: _core.Worker, cache: _wire.WorkerCache, slot: int, ticket: 
             "argument types must be importable in the worker: one defined in __main__ after the "
             "pool started does not exist there (define it before initialize() or the first Task())"
         )
-        return _wire.encode_error(error, traceback.format_exc())
+        return (*_wire.encode_error(error, traceback.format_exc()), fn)
     _hooks.run(_hooks.before_call)
     try:
         result = fn(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt go back too
-        return _wire.encode_error(exc, traceback.format_exc())
+        return (*_wire.encode_error(exc, traceback.format_exc()), fn)
     finally:
         _hooks.run(_hooks.after_call)
-    return _wire.encode_result(result, fmt, fn)
+    return (*_wire.encode_result(result, fmt, fn), fn)
 
 
 def _should_retire(worker: _core.Worker, options: Options, pid: int) -> bool:

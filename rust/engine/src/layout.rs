@@ -251,7 +251,10 @@ pub struct Doorbell {
     pub queued: AtomicU32,
     /// Workers asleep, or about to sleep, on `work_seq`.
     pub sleepers: AtomicU32,
-    /// 1 while one worker holds the spin token (at most one spins, so the parent keeps a CPU).
+    /// Index + 1 of the worker holding the spin token, 0 = none (at most one spins, so the
+    /// parent keeps a CPU). The holder is named so the supervisor can take the token back from a
+    /// worker killed while spinning: a token stuck "held" would stop the parent from ever waking
+    /// a sleeping worker.
     pub spinner: AtomicU32,
     /// CPU the parent last submitted from; a worker on the same CPU must not spin.
     pub parent_cpu: AtomicU32,

@@ -260,7 +260,8 @@ impl Pool {
         // `sleepers` increment then `work_seq` futex compare (a Dekker pair): either the worker
         // sees the new work or we see it asleep and wake it.
         bell.work_seq.fetch_add(1, SeqCst);
-        if bell.sleepers.load(SeqCst) > 0 && bell.queued.load(SeqCst) as i32 > bell.spinner.load(SeqCst) as i32 {
+        let spinning = (bell.spinner.load(SeqCst) != 0) as i32;
+        if bell.sleepers.load(SeqCst) > 0 && bell.queued.load(SeqCst) as i32 > spinning {
             futex::wake(&bell.work_seq, 1);
         }
         Ok(Some((slot, ticket)))
@@ -282,11 +283,24 @@ impl Pool {
         // supervisor's to LOST (lost_pid/lost_status visible).
         let raw = meta.state.load(Acquire);
         match SlotState::from_raw(raw) {
-            Some(SlotState::Done) => {
-                let read = descriptor::read(&self.region, slot, true, f);
-                self.free(slot);
-                Ok(Outcome::Done(read?))
-            }
+            Some(SlotState::Done) => match descriptor::read(&self.region, slot, true, f) {
+                Ok(out) => {
+                    self.free(slot);
+                    Ok(Outcome::Done(out))
+                }
+                // The result was in the segment of a worker that died before we read it.
+                Err(err) => match self.dead_writer(slot) {
+                    Writer::Recorded { pid, status } => {
+                        self.free(slot);
+                        Ok(Outcome::Lost { pid, status })
+                    }
+                    Writer::Dying => Ok(Outcome::Pending),
+                    Writer::Alive => {
+                        self.free(slot);
+                        Err(err)
+                    }
+                },
+            },
             Some(SlotState::Lost) => {
                 let pid = meta.lost_pid.load(Relaxed);
                 let status = ExitStatus::from_raw(meta.lost_status.load(Relaxed));
@@ -299,6 +313,28 @@ impl Pool {
                 self.free(slot);
                 Err(Error::Protocol(format!("slot {slot} holds state word {raw:#x}")))
             }
+        }
+    }
+
+    /// After a response segment could not be read: did the worker that wrote it die since?
+    fn dead_writer(&self, slot: u32) -> Writer {
+        let d = self.region.read_descriptor(slot, true);
+        if d.place != descriptor::PLACE_SEGMENT {
+            return Writer::Alive;
+        }
+        let pid = d.seg_pid;
+        // ORDERING: Acquire pairs with record_death's Release stores; it marks results before it
+        // clears the entry's pid, so reading in the other order cannot miss both.
+        let unrecorded = (0..self.region.workers()).any(|w| self.region.worker(w).pid.load(Acquire) == pid);
+        let meta = self.region.slot(slot);
+        if meta.lost_pid.load(Acquire) == pid {
+            return Writer::Recorded { pid, status: ExitStatus::from_raw(meta.lost_status.load(Relaxed)) };
+        }
+        // Dead but not yet reaped: the supervisor records it within moments and wakes us.
+        if unrecorded && process_gone(pid) {
+            Writer::Dying
+        } else {
+            Writer::Alive
         }
     }
 
@@ -465,6 +501,25 @@ impl Pool {
             discarded: r.counters().discarded.load(Relaxed),
         }
     }
+}
+
+enum Writer {
+    Recorded { pid: u32, status: ExitStatus },
+    Dying,
+    Alive,
+}
+
+/// True when `pid` no longer runs: gone, a zombie, or exiting (its files close before it turns
+/// into a zombie, and that is when a reader notices).
+fn process_gone(pid: u32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let mut fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace();
+    let state = fields.next().unwrap_or("");
+    let flags: u64 = fields.nth(5).and_then(|f| f.parse().ok()).unwrap_or(0);
+    state == "Z" || state == "X" || flags & PF_EXITING != 0
 }
 
 /// The parent's request segment for (slot, ticket) is still needed until the worker copied it.

@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::time::{Duration, Instant};
 
+use crate::descriptor::PLACE_SEGMENT;
 use crate::futex;
 use crate::layout::{ExitStatus, PoolState, SlotState, WorkerState};
 use crate::parent::{notify_free, pidfd_exited, pidfd_open, wake_all_waiters};
@@ -24,6 +25,9 @@ use crate::{Error, Result};
 /// Start-up failures within this window that make the pool Broken instead of respawning forever.
 const CRASH_LOOP_LIMIT: usize = 5;
 const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(10);
+/// How long running calls may go on after the parent died: nobody will read their results, and
+/// the pool must be gone soon after its parent (gunicorn timeouts, the OOM killer).
+const PARENT_DEATH_GRACE: Duration = Duration::from_millis(250);
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
@@ -178,8 +182,13 @@ impl Supervisor {
     /// Stops every worker: they finish their current call and exit; after `grace`, SIGKILL.
     pub fn stop_workers(&mut self, grace: Duration) {
         let header = self.region.header();
-        let _ =
-            header.pool_state.compare_exchange(PoolState::Running as u32, PoolState::Stopping as u32, SeqCst, Relaxed);
+        let was = header
+            .pool_state
+            .compare_exchange(PoolState::Running as u32, PoolState::Stopping as u32, SeqCst, Relaxed)
+            .unwrap_or_else(|v| v);
+        // shutdown() sets Stopping before it closes the death pipe; anything else means the parent
+        // died (or left by os._exit) and the grace it configured no longer serves anyone.
+        let grace = if was == PoolState::Stopping as u32 { grace } else { grace.min(PARENT_DEATH_GRACE) };
         futex::wake_all(&self.region.doorbell().work_seq);
         let deadline = Instant::now() + grace;
         for index in 0..self.children.len() {
@@ -213,6 +222,8 @@ impl Supervisor {
 /// Updates the worker's entry and fails the calls it held. Public so it can be tested without
 /// forking.
 pub fn record_death(region: &Region, index: u32, pid: u32, status: ExitStatus) -> Death {
+    // First, while the entry still shows the pid (Pool::take checks the two in the other order).
+    mark_unreadable_results(region, pid, status);
     let entry = region.worker(index);
     let was = WorkerState::from_raw(entry.state.swap(WorkerState::Exited as u32, AcqRel));
     let retiring = entry.retiring.load(Acquire) == 1 && status == ExitStatus::Code(0);
@@ -241,11 +252,39 @@ pub fn record_death(region: &Region, index: u32, pid: u32, status: ExitStatus) -
             notify_free(region);
         }
     }
+    // A worker killed while holding the spin token would keep it forever, and the parent, which
+    // leaves new calls to a spinning worker, would never wake a sleeping one again.
+    let bell = region.doorbell();
+    // ORDERING: SeqCst like the parent's `spinner` load in submit(); the work_seq bump then wake
+    // lets a worker asleep since then re-check for calls queued while the token was stuck.
+    if bell.spinner.compare_exchange(index + 1, 0, SeqCst, Relaxed).is_ok() {
+        bell.work_seq.fetch_add(1, SeqCst);
+        futex::wake(&bell.work_seq, 1);
+    }
     wake_all_waiters(region);
     match (retiring, was) {
         (true, _) => Death::Retired,
         (false, WorkerState::Starting) => Death::StartupFailure,
         _ => Death::Crash,
+    }
+}
+
+/// Finished results of a dead worker that still sit in its payload segments died with it: leave
+/// its pid and status in those slots, where `Pool::take`, failing to open the segment, looks.
+fn mark_unreadable_results(region: &Region, pid: u32, status: ExitStatus) {
+    let done = SlotState::Done.to_raw();
+    for i in 0..region.slots() {
+        let meta = region.slot(i);
+        // ORDERING: Acquire pairs with the worker's CAS to DONE, so its descriptor is visible.
+        if meta.state.load(Acquire) != done {
+            continue;
+        }
+        let d = region.read_descriptor(i, true);
+        if d.place == PLACE_SEGMENT && d.seg_pid == pid {
+            meta.lost_status.store(status.to_raw(), Relaxed);
+            // ORDERING: Release publishes lost_status to Pool::take's Acquire load of lost_pid.
+            meta.lost_pid.store(pid, Release);
+        }
     }
 }
 

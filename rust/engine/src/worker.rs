@@ -107,7 +107,7 @@ impl WorkerChannel {
             }
             if !self.spin.is_zero()
                 && bell.parent_cpu.load(Relaxed) != futex::current_cpu()
-                && bell.spinner.compare_exchange(0, 1, AcqRel, Relaxed).is_ok()
+                && bell.spinner.compare_exchange(0, self.index + 1, AcqRel, Relaxed).is_ok()
             {
                 let until = Instant::now() + self.spin;
                 while !self.queued() && self.running() && Instant::now() < until {
