@@ -289,6 +289,9 @@ pub struct WorkerEntry {
     pub tasks_total: AtomicU64,
     /// Set by a worker that is about to exit on purpose (recycling), so its exit is not a crash.
     pub retiring: AtomicU32,
+    /// 1 while the worker counts itself in `Doorbell::sleepers`; taken back by whoever swaps it
+    /// to 0 first (the worker on waking, or the supervisor after its death).
+    pub asleep: AtomicU32,
 }
 
 /// Where a payload is. Plain data: see the module comment for why that is sound.

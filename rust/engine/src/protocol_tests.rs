@@ -223,3 +223,47 @@ fn many_threads_and_workers_get_exactly_their_own_results() {
     assert_eq!(p.info().completed, 2000);
     assert_eq!(p.region().slot(0).state.load(Relaxed), SlotState::Free.to_raw());
 }
+
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_stale_queue_count_does_not_keep_idle_workers_spinning() {
+    // What a worker killed between its claim and the counter decrement leaves behind.
+    let p = Arc::new(pool(small()));
+    p.region().doorbell().queued.fetch_add(1, SeqCst);
+    let p2 = p.clone();
+    let t = std::thread::spawn(move || {
+        let mut w = worker(&p2, 0);
+        let call = w.next_call().expect("the real call");
+        w.reply(call, 0, &[b"ok"]).unwrap();
+    });
+    wait_for("the worker to sleep despite the stale count", || p.region().worker(0).asleep.load(SeqCst) == 1);
+    let (slot, ticket) = p.submit(0, &[b"x"]).unwrap().unwrap();
+    p.wait(slot, ticket, Instant::now() + Duration::from_secs(5), p.lost_seq());
+    assert!(matches!(take_bytes(&p, slot, ticket), Outcome::Done(_)));
+    t.join().unwrap();
+}
+
+#[test]
+fn the_sleeper_count_of_a_worker_killed_asleep_is_taken_back_once() {
+    let cfg = Config { worker_spin_us: 0, ..small() };
+    let p = Arc::new(pool(cfg));
+    let p2 = p.clone();
+    let t = std::thread::spawn(move || worker(&p2, 0).next_call());
+    let bell = p.region().doorbell();
+    wait_for("the worker to sleep", || bell.sleepers.load(SeqCst) == 1);
+    // The supervisor records the death while the (simulated dead) worker is still in its sleep.
+    record_death(p.region(), 0, 99, ExitStatus::Signal(9));
+    assert_eq!(bell.sleepers.load(SeqCst), 0);
+    // Waking the thread must not take the count back a second time (it would wrap below zero).
+    p.region().header().pool_state.store(crate::layout::PoolState::Stopping as u32, SeqCst);
+    crate::futex::wake_all(&bell.work_seq);
+    assert!(t.join().unwrap().is_none());
+    assert_eq!(bell.sleepers.load(SeqCst), 0);
+}

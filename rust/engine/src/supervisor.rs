@@ -252,9 +252,13 @@ pub fn record_death(region: &Region, index: u32, pid: u32, status: ExitStatus) -
             notify_free(region);
         }
     }
+    let bell = region.doorbell();
+    // A worker killed in its futex sleep still counts in `sleepers`; take it back.
+    if entry.asleep.swap(0, SeqCst) == 1 {
+        bell.sleepers.fetch_sub(1, SeqCst);
+    }
     // A worker killed while holding the spin token would keep it forever, and the parent, which
     // leaves new calls to a spinning worker, would never wake a sleeping one again.
-    let bell = region.doorbell();
     // ORDERING: SeqCst like the parent's `spinner` load in submit(); the work_seq bump then wake
     // lets a worker asleep since then re-check for calls queued while the token was stuck.
     if bell.spinner.compare_exchange(index + 1, 0, SeqCst, Relaxed).is_ok() {

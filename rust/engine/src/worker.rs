@@ -60,6 +60,16 @@ impl WorkerChannel {
         self.region.doorbell().queued.load(SeqCst) as i32 > 0
     }
 
+    /// Whether a call really waits: the counter is the cheap hint, a scan confirms it. A worker
+    /// killed between its claim and the decrement leaves the counter one too high for good, and
+    /// trusting it alone would then keep every idle worker spinning at 100% CPU.
+    fn work_waiting(&self) -> bool {
+        let queued = SlotState::Queued.to_raw();
+        // ORDERING: the SeqCst counter load in queued() acquires the parent's increment, which
+        // follows its Release store of QUEUED, so a call counted there is seen by the scan.
+        self.queued() && (0..self.region.slots()).any(|i| self.region.slot(i).state.load(Acquire) == queued)
+    }
+
     /// Tries to claim one QUEUED slot, scanning from the shared cursor so calls run roughly in
     /// submission order.
     pub fn try_claim(&self) -> Option<Call> {
@@ -114,19 +124,26 @@ impl WorkerChannel {
                     std::hint::spin_loop();
                 }
                 bell.spinner.store(0, Release);
-                if self.queued() {
+                if self.work_waiting() {
                     continue;
                 }
             }
             let seq = bell.work_seq.load(SeqCst);
+            let entry = self.region.worker(self.index);
             bell.sleepers.fetch_add(1, SeqCst);
+            // `asleep` lets the supervisor undo our `sleepers` increment if we are killed while
+            // asleep. Set after the increment and cleared before the decrement, so a kill between
+            // can only leave the count too high (a spare wake-up), never too low (a missed one).
+            entry.asleep.store(1, SeqCst);
             // ORDERING: the SeqCst increment above precedes this re-check; the parent's SeqCst
             // work_seq bump precedes its `sleepers` load. Either we see the work here, or the
             // futex compare sees a new work_seq, or the parent sees us and wakes us.
-            if !self.queued() && self.running() {
+            if !self.work_waiting() && self.running() {
                 futex::wait(&bell.work_seq, seq, None);
             }
-            bell.sleepers.fetch_sub(1, SeqCst);
+            if entry.asleep.swap(0, SeqCst) == 1 {
+                bell.sleepers.fetch_sub(1, SeqCst);
+            }
         }
     }
 
