@@ -34,13 +34,14 @@ class MulticoreConfig(AppConfig):
             drf.patch()
 
 
-def warm_up() -> None:
-    """Starts this process's pool now instead of on the first ``Task()``.
+def warm_up(timeout: float = 10.0) -> bool:
+    """Starts this process's pool now instead of on the first ``Task()``, and waits up to
+    ``timeout`` seconds for its workers (see :func:`multicore.wsgi.warm_up`).
 
     Call it where a server process starts serving (a gunicorn ``post_fork`` hook, the end of
     ``wsgi.py`` without ``preload_app``) so the first request does not pay for the fork. Not in
     a process that forks servers afterwards: each process needs its own pool.
     """
-    import multicore
+    from multicore import wsgi
 
-    multicore.initialize()
+    return wsgi.warm_up(timeout)

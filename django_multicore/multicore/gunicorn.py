@@ -1,0 +1,83 @@
+"""Gunicorn server hooks: one pool per gunicorn worker, none in the master, nothing left behind.
+
+In ``gunicorn.conf.py``::
+
+    from multicore.gunicorn import *  # noqa: F401,F403 - the hooks below, by their gunicorn names
+
+or assign the ones you need (``post_worker_init = multicore.gunicorn.post_worker_init``) and
+call them from your own hooks. What each does:
+
+* ``when_ready``/``child_exit`` (master): stop a pool the master may have started while
+  loading the app (``preload_app``); the master must not hold one, or every worker would
+  inherit the bookkeeping of processes it does not own.
+* ``post_fork`` (worker): nothing to undo: a forked process forgets an inherited pool by itself;
+  it logs the worker so the pool's lifetime can be followed in gunicorn's log.
+* ``post_worker_init`` (worker, after the app is loaded): starts the worker's pool and waits
+  for it, so the workers are copies of a process with Django ready and no request pays the fork.
+* ``worker_int``, ``worker_abort`` (SIGINT/SIGQUIT, SIGABRT on timeout) and ``worker_exit``
+  (max_requests recycling, SIGTERM, any exit): stop the worker's pool.
+
+If a gunicorn worker is killed outright (SIGKILL after a timeout, the OOM killer), its
+supervisor sees the death and stops the workers within ``shutdown-grace`` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import multicore
+from multicore import _lifecycle
+from multicore.wsgi import warm_up
+
+__all__ = ["when_ready", "post_fork", "post_worker_init", "worker_int", "worker_abort", "worker_exit", "child_exit"]
+
+
+def _drop_master_pool(server: Any) -> None:
+    pool = _lifecycle.current()
+    if pool is not None and pool.pid == os.getpid():
+        server.log.warning(
+            "multicore: the gunicorn master (pid %s) had started a pool, probably while loading "
+            "the app (preload_app); stopping it: each worker starts its own", os.getpid())
+        multicore.shutdown()
+
+
+def when_ready(server: Any) -> None:
+    _drop_master_pool(server)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    _drop_master_pool(server)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    server.log.debug("multicore: gunicorn worker %s will start its own pool", worker.pid)
+
+
+def post_worker_init(worker: Any) -> None:
+    if not warm_up():
+        worker.log.warning("multicore: the pool of gunicorn worker %s was not ready in time", os.getpid())
+        return
+    info = multicore.pool_info()
+    worker.log.info(
+        "multicore: gunicorn worker %s started its pool (supervisor %s, workers %s)",
+        os.getpid(), info.get("supervisor_pid"), [w["pid"] for w in info["workers"]],
+    )
+
+
+def _stop(worker: Any) -> None:
+    if _lifecycle.current() is not None:
+        multicore.shutdown()
+
+
+def worker_int(worker: Any) -> None:
+    _stop(worker)
+
+
+def worker_abort(worker: Any) -> None:
+    _stop(worker)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    # Runs in the exiting worker (and in the master for a worker that vanished: a no-op there).
+    _stop(worker)

@@ -1,0 +1,105 @@
+"""WSGI middleware that starts the process's pool before it serves, so no request pays for it.
+
+::
+
+    # wsgi.py
+    from django.core.wsgi import get_wsgi_application
+    from multicore.wsgi import MulticoreMiddleware
+
+    application = MulticoreMiddleware(get_wsgi_application())
+
+The pool belongs to the process that serves requests. The middleware starts it when it is
+constructed in that process and waits until the workers are ready; where the application is
+built in one process and served by forked children (gunicorn's ``preload_app``, uWSGI without
+``lazy-apps``), it starts nothing in the loading process and each child starts its own pool:
+from the gunicorn hooks (:mod:`multicore.gunicorn`, after the app is loaded), or else before
+its first request.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import multicore
+from multicore import _lifecycle
+
+__all__ = ["MulticoreMiddleware", "warm_up"]
+
+
+def warm_up(timeout: float = 10.0) -> bool:
+    """Starts this process's pool (idempotent) and waits up to ``timeout`` s for every worker.
+
+    Returns True when all workers are ready. Does nothing inside a multicore worker.
+    """
+    if _lifecycle.in_worker():
+        return False
+    multicore.initialize()
+    deadline = time.monotonic() + timeout
+    while True:
+        info = multicore.pool_info()
+        workers = info["workers"]
+        if info["running"] and workers and all(w["pid"] and w["state"] in ("idle", "busy") for w in workers):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+
+
+def pool_started_here() -> bool:
+    pool = _lifecycle.current()
+    return pool is not None and pool.pid == os.getpid()
+
+
+def loading_in_preforking_master() -> bool:
+    """True while a gunicorn master loads the app for its workers (``preload_app``).
+
+    The innermost gunicorn object on the stack tells: a forked worker's stack still holds the
+    arbiter's frames below its own.
+    """
+    arbiter = sys.modules.get("gunicorn.arbiter")
+    if arbiter is None:
+        return False
+    from gunicorn.workers.base import Worker
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, Worker):
+            return False
+        if isinstance(owner, arbiter.Arbiter):
+            return True
+        frame = frame.f_back
+    return False
+
+
+class MulticoreMiddleware:
+    """Wraps a WSGI application; starts the pool at construction in the serving process.
+
+    ``warm_up=False`` leaves the pool to start lazily at the first ``Task()``.
+    """
+
+    def __init__(self, application: Callable, *, warm_up: bool = True) -> None:
+        if not callable(application):
+            raise TypeError(
+                f"MulticoreMiddleware wraps a WSGI application (a callable), got {type(application).__name__}; "
+                "pass get_wsgi_application()"
+            )
+        self.application = application
+        self.warm_up_enabled = warm_up
+        if warm_up and not loading_in_preforking_master():
+            self.warm_up()
+
+    def warm_up(self) -> bool:
+        return warm_up()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if self.warm_up_enabled and not pool_started_here():
+            self.warm_up()  # a child forked after construction without the gunicorn hooks
+        return self.application(environ, start_response)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.application, name)
