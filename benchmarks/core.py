@@ -1,0 +1,406 @@
+"""multicore against multiprocessing.Pool, ProcessPoolExecutor and loky, 2 workers each.
+
+    python benchmarks/core.py            # full run, a few minutes; markdown report on stdout
+    python benchmarks/core.py --quick    # smoke run (seconds); its figures are not measurements
+
+The method (interleaving, rounds, medians, what each figure counts) is in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import math
+import multiprocessing
+import os
+import sys
+import time
+
+try:
+    import loky
+except ImportError:
+    sys.exit("benchmarks/core.py compares against loky, which is not installed: pip install loky "
+             "(or pip install -e '.[bench]')")
+
+import multicore
+from multicore import Task
+from multicore.utils import ranges
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _util import (  # noqa: E402 - after the path set-up, so `python benchmarks/core.py` works anywhere
+    Noise, burn, cpu_ns, cpu_ticks, descendants, echo, loadavg, machine_line, median, percentile,
+    nap, progress, rotated, tiny, tiny_range, wait_quiet, TICK,
+)
+
+WORKERS = 2
+LIBS = ("multicore", "mp.Pool", "PPE", "loky")
+PEERS = LIBS[1:]
+
+
+@dataclasses.dataclass
+class Settings:
+    rt_rounds: int = 5          # (a) rounds; each times rt_calls round trips per library
+    rt_warmup: int = 300
+    rt_calls: int = 2000
+    many_rounds: int = 3        # (b)
+    many_calls: int = 20_000
+    echo_rounds: int = 3        # (c)
+    echo_sizes: tuple = ((1 << 20, 20), (100 << 20, 3))  # (bytes, calls per round)
+    cpu_rounds: int = 3         # (d)
+    cpu_chunks: int = 8
+    cpu_chunk_s: float = 0.3
+    start_rounds: int = 5       # (e)
+    idle_s: float = 3.0         # (f)
+    quiet_wait_s: float = 30.0  # longest wait for a quiet machine before each section
+
+
+QUICK = Settings(rt_rounds=2, rt_warmup=50, rt_calls=200, many_rounds=1, many_calls=2000, echo_rounds=1,
+                 echo_sizes=((1 << 20, 3), (10 << 20, 1)), cpu_rounds=1, cpu_chunk_s=0.05,
+                 start_rounds=1, idle_s=1.0, quiet_wait_s=0.0)
+
+# --- the four libraries behind one interface ----------------------------------------------------
+
+
+def start(lib):
+    if lib == "multicore":
+        multicore.initialize(workers=WORKERS)
+        return None
+    if lib == "mp.Pool":
+        return multiprocessing.Pool(WORKERS)
+    if lib == "PPE":
+        return concurrent.futures.ProcessPoolExecutor(WORKERS)
+    return loky.ProcessPoolExecutor(max_workers=WORKERS)
+
+
+def stop(lib, pool):
+    if lib == "multicore":
+        multicore.shutdown()
+    elif lib == "mp.Pool":
+        pool.terminate()
+        pool.join()
+    else:
+        pool.shutdown(wait=True)
+
+
+def call(lib, pool, fn, *args):
+    """One round trip: submit one call and wait for its result."""
+    if lib == "multicore":
+        t = Task()
+        t.run(fn, *args)
+        return t.get()[0]
+    if lib == "mp.Pool":
+        return pool.apply_async(fn, args).get()
+    return pool.submit(fn, *args).result()
+
+
+def call_each(lib, pool, fn, arglists):
+    """Submits one call per argument tuple, then collects every result in order."""
+    if lib == "multicore":
+        t = Task()
+        for args in arglists:
+            t.run(fn, *args)
+        return t.get()
+    if lib == "mp.Pool":
+        pending = [pool.apply_async(fn, args) for args in arglists]
+        return [p.get() for p in pending]
+    futures = [pool.submit(fn, *args) for args in arglists]
+    return [f.result() for f in futures]
+
+
+def timed(fn, *args):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - t0, out
+
+
+# --- the measurements: each fills results[key][lib] with one value per round -----------------------
+
+
+def add(results, key, lib, value):
+    results.setdefault(key, {}).setdefault(lib, []).append(value)
+
+
+def bench_roundtrip(pools, s, results):
+    for r in range(s.rt_rounds):
+        for lib in rotated(LIBS, r):
+            pool = pools[lib]
+            for i in range(s.rt_warmup):
+                call(lib, pool, tiny, i)
+            samples = []
+            clock = time.perf_counter_ns
+            for i in range(s.rt_calls):
+                t0 = clock()
+                call(lib, pool, tiny, i)
+                samples.append(clock() - t0)
+            add(results, "rt_median", lib, median(samples) / 1e3)
+            add(results, "rt_p99", lib, percentile(samples, 0.99) / 1e3)
+
+
+def bench_many(pools, s, results):
+    n = s.many_calls
+    expected = list(range(n))
+    arglists = [(i,) for i in range(n)]
+    chunksize = math.ceil(n / (4 * WORKERS))  # Pool.map's own default, used for executor.map too
+    spans = list(ranges(range(n), number_of_workers=WORKERS))
+    for r in range(s.many_rounds):
+        for lib in rotated(LIBS, r):
+            pool = pools[lib]
+            runs = {"each": lambda: call_each(lib, pool, tiny, arglists),
+                    "ranges": lambda: [x for part in call_each(lib, pool, tiny_range, spans) for x in part]}
+            if lib == "mp.Pool":
+                runs["map"] = lambda: pool.map(tiny, expected)
+            elif lib != "multicore":
+                runs["map"] = lambda: list(pool.map(tiny, expected, chunksize=chunksize))
+            for name, run in runs.items():
+                seconds, out = timed(run)
+                assert out == expected, f"{lib} {name} returned wrong results"
+                add(results, f"many_{name}", lib, n / seconds)
+    return chunksize
+
+
+def bench_echo(pools, s, results):
+    block = os.urandom(1 << 20)
+    for size, calls in s.echo_sizes:
+        payload = block * (size >> 20)
+        for r in range(s.echo_rounds):
+            for lib in rotated(LIBS, r):
+                pool = pools[lib]
+                assert call(lib, pool, echo, payload) == payload, f"{lib} echoed wrong bytes"  # warm-up
+                times = [timed(call, lib, pool, echo, payload)[0] for _ in range(calls)]
+                add(results, f"echo_{size}", lib, 2 * size / median(times) / 1e9)
+
+
+def calibrate(seconds):
+    n = 200_000
+    while True:
+        t, _ = timed(burn, n)
+        if t > 0.05:
+            return max(1, int(n * seconds / t))
+        n *= 4
+
+
+def bare_fork(arglists):
+    """The machine's own ceiling: plain forked children run the chunks, nothing is sent back."""
+    pids = []
+    for w in range(WORKERS):
+        pid = os.fork()
+        if pid == 0:
+            for args in arglists[w::WORKERS]:
+                burn(*args)
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+
+
+def bench_cpu(pools, s, results):
+    n = calibrate(s.cpu_chunk_s)
+    arglists = [(n,)] * s.cpu_chunks
+    expected = [burn(n)] * s.cpu_chunks
+    for r in range(s.cpu_rounds):
+        for lib in rotated(("sequential", "bare fork") + LIBS, r):
+            if lib == "sequential":
+                seconds, out = timed(lambda: [burn(*a) for a in arglists])
+            elif lib == "bare fork":
+                seconds, out = timed(bare_fork, arglists)[0], expected
+            else:
+                seconds, out = timed(call_each, lib, pools[lib], burn, arglists)
+            assert out == expected, f"{lib} returned wrong sums"
+            add(results, "cpu_s", lib, seconds)
+    seq = results["cpu_s"].pop("sequential")
+    for lib in LIBS + ("bare fork",):
+        results.setdefault("cpu_speedup", {})[lib] = [q / t for q, t in zip(seq, results["cpu_s"][lib])]
+    return median(seq) / s.cpu_chunks
+
+
+def bench_start(s, results):
+    for r in range(s.start_rounds):
+        for lib in rotated(LIBS, r):
+            t0 = time.perf_counter()
+            pool = start(lib)
+            assert call(lib, pool, tiny, 7) == 7
+            add(results, "start_ms", lib, (time.perf_counter() - t0) * 1e3)
+            stop(lib, pool)
+
+
+def pool_pids(lib, deadline=5.0):
+    """The processes of the running pool, once all of them exist."""
+    until = time.monotonic() + deadline
+    while True:
+        if lib == "multicore":
+            info = multicore.pool_info()
+            pids = [w["pid"] for w in info["workers"] if w["pid"]] + [info["supervisor_pid"] or None]
+            pids = [p for p in pids if p]
+            complete = len(pids) == WORKERS + 1
+        else:
+            pids = descendants(os.getpid())
+            complete = len(pids) >= WORKERS
+        if complete or time.monotonic() > until:
+            return pids
+        time.sleep(0.01)
+
+
+def bench_idle(s, results):
+    for lib in LIBS:
+        pool = start(lib)
+        # Every worker has started and served a call (each nap holds one worker), then silence.
+        busy = set(call_each(lib, pool, nap, [(0.05,)] * (4 * WORKERS)))
+        pids = pool_pids(lib)
+        assert busy <= set(pids), f"{lib}: a worker outside the measured processes served a call"
+        me = os.getpid()
+        # The parent is read last before and first after the sleep, so its figure holds only the
+        # sleep (and its helper threads), not our own /proc reading.
+        ticks0, ns0 = sum(cpu_ticks(p) for p in pids), sum(cpu_ns(p) for p in pids)
+        parent0 = cpu_ns(me)
+        time.sleep(s.idle_s)
+        parent1 = cpu_ns(me)
+        ticks1, ns1 = sum(cpu_ticks(p) for p in pids), sum(cpu_ns(p) for p in pids)
+        add(results, "idle_ticks_ms", lib, (ticks1 - ticks0) * 1000 / TICK)
+        add(results, "idle_ns_ms", lib, (ns1 - ns0) / 1e6)
+        add(results, "idle_parent_ms", lib, (parent1 - parent0) / 1e6)
+        add(results, "idle_procs", lib, len(pids))
+        stop(lib, pool)
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def fmt(value, digits):
+    return f"{value:,.{digits}f}"
+
+
+def cell(values, digits):
+    if not values:
+        return "—"
+    text = fmt(median(values), digits)
+    if len(values) > 1 and fmt(min(values), digits) != fmt(max(values), digits):
+        text += f" [{fmt(min(values), digits)}–{fmt(max(values), digits)}]"
+    return text
+
+
+def table(results, rows):
+    """rows: (label, key, digits, higher_is_better or None for no ratios[, key for multicore's value])."""
+    head = "| measurement | " + " | ".join(LIBS) + " | " + " | ".join(f"multicore vs {p}" for p in PEERS) + " |"
+    lines = [head, "|" + "---|" * (1 + len(LIBS) + len(PEERS))]
+    for label, key, digits, higher, *mc_key in rows:
+        data = results.get(key, {})
+        mc = results.get(mc_key[0] if mc_key else key, {}).get("multicore")
+        ratios = []
+        for peer in PEERS:
+            a, b = (median(mc) if mc else 0), (median(data[peer]) if data.get(peer) else 0)
+            if higher is None or not a or not b:
+                ratios.append("—")
+                continue
+            ratios.append(f"{(a / b if higher else b / a):.2f}x")
+        lines.append(f"| {label} | " + " | ".join(cell(data.get(lib), digits) for lib in LIBS)
+                     + " | " + " | ".join(ratios) + " |")
+    return "\n".join(lines)
+
+
+def verdict(ok, text):
+    return f"{'**met**' if ok else '**missed**'} — {text}"
+
+
+def targets(results, n):
+    def m(key, lib="multicore"):
+        return median(results[key][lib])
+
+    rt, rt_pool = m("rt_median"), m("rt_median", "mp.Pool")
+    each, each_pool = m("many_each"), m("many_each", "mp.Pool")
+    split, pool_map = m("many_ranges"), m("many_map", "mp.Pool")
+    big = max((k for k in results if k.startswith("echo_")), key=lambda k: int(k[5:]))
+    gbs = m(big)
+    speedup, ceiling = m("cpu_speedup"), m("cpu_speedup", "bare fork")
+    idle = m("idle_ticks_ms")
+    idle_ns = m("idle_ns_ms")
+    rows = [
+        ("(a) round trip median ≤ 20 µs", f"{rt:.1f} µs", verdict(rt <= 20, f"{20 / rt:.2f}x headroom" if rt <= 20 else f"{rt - 20:.1f} µs over")),
+        ("(a) ≥ 10x faster than Pool.apply_async().get()", f"{rt_pool / rt:.1f}x", verdict(rt_pool / rt >= 10, f"{rt_pool / rt / 10:.2f} of the target")),
+        (f"(b) {n:,} calls in one Task ≥ 5x {n:,} apply_async", f"{each / each_pool:.1f}x", verdict(each / each_pool >= 5, f"{each / each_pool / 5:.2f} of the target")),
+        ("(b) ranges() split ≥ Pool.map", f"{split / pool_map:.2f}x", verdict(split >= pool_map, f"{split:,.0f} vs {pool_map:,.0f} calls/s")),
+        (f"(c) ≥ 1 GB/s at {int(big[5:]) >> 20} MB", f"{gbs:.2f} GB/s", verdict(gbs >= 1.0, f"{gbs:.2f} of the target")),
+        ("(d) 8 CPU-bound chunks ≥ 1.9x", f"{speedup:.2f}x", verdict(speedup >= 1.9, f"{speedup / 1.9:.2f} of the target; bare fork: {ceiling:.2f}x")),
+        ("(f) idle workers + supervisor use no CPU", f"{idle:.0f} ms ({idle_ns:.2f} ms schedstat)",
+         verdict(idle <= 1000 / TICK, "at most one clock tick in the idle window")),
+    ]
+    lines = ["| target | multicore | verdict |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def section(title, s, fn, *args):
+    waited = wait_quiet(s.quiet_wait_s) if s.quiet_wait_s else 0.0
+    progress(f"{title} (waited {waited:.1f} s for a quiet machine, load {loadavg()})")
+    with Noise() as noise:
+        out = fn(*args)
+    return out, f"other processes used {noise.foreign_pct:.0f}% of the machine meanwhile, steal {noise.steal_pct:.0f}%"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run (CI); figures are not measurements")
+    s = QUICK if parser.parse_args(argv).quick else Settings()
+    machine = machine_line()
+    results, notes = {}, {}
+    pools = {lib: start(lib) for lib in LIBS}  # multicore first: the peers' forks then drop its handle
+    try:
+        for lib in LIBS:
+            call(lib, pools[lib], tiny, 0)
+        _, notes["a"] = section("(a) round trip", s, bench_roundtrip, pools, s, results)
+        chunksize, notes["b"] = section("(b) many tiny calls", s, bench_many, pools, s, results)
+        _, notes["c"] = section("(c) echo", s, bench_echo, pools, s, results)
+        chunk_s, notes["d"] = section("(d) CPU-bound", s, bench_cpu, pools, s, results)
+    finally:
+        for lib in LIBS:
+            stop(lib, pools[lib])
+    _, notes["e"] = section("(e) start", s, bench_start, s, results)
+    _, notes["f"] = section("(f) idle", s, bench_idle, s, results)
+
+    n = s.many_calls
+    echo_rows = [(f"{size >> 20} MB echoed, GB/s (both ways)", f"echo_{size}", 2, True) for size, _ in s.echo_sizes]
+    out = [
+        f"**Machine:** {machine}, load average at end {loadavg()}.",
+        "",
+        f"**Command:** `python benchmarks/core.py{' --quick' if s is QUICK else ''}`"
+        + (" (QUICK SMOKE RUN: not a measurement)" if s is QUICK else ""),
+        "",
+        "Cells: median over rounds [min–max of the per-round figures]. Ratios: how many times better "
+        "multicore is (> 1 = multicore wins).",
+        "",
+        f"### (a) Round trip of one tiny call, µs ({s.rt_rounds} rounds × {s.rt_calls} calls after {s.rt_warmup} warm-up)",
+        table(results, [("median", "rt_median", 1, False), ("p99", "rt_p99", 1, False)]),
+        f"\n{notes['a']}.",
+        f"\n### (b) {n:,} tiny calls, calls/s ({s.many_rounds} rounds)",
+        table(results, [
+            ("one call each: Task.run / apply_async / submit", "many_each", 0, True),
+            (f"Pool.map / executor.map(chunksize={chunksize}); multicore: ranges()", "many_map", 0, True, "many_ranges"),
+            (f"ranges() split: {WORKERS} calls of {n // WORKERS:,} items", "many_ranges", 0, True),
+        ]),
+        f"\n{notes['b']}.",
+        f"\n### (c) Bytes echoed (the function returns its argument), GB/s counting both ways ({s.echo_rounds} rounds)",
+        table(results, echo_rows),
+        f"\n{notes['c']}.",
+        f"\n### (d) {s.cpu_chunks} CPU-bound chunks of {chunk_s:.2f} s each ({s.cpu_rounds} rounds)",
+        table(results, [("wall time, s", "cpu_s", 2, False), ("speedup over sequential", "cpu_speedup", 2, True)]),
+        f"\nThe machine's ceiling, {WORKERS} bare `os.fork()` children running the same chunks (no pool, no "
+        f"results sent back): speedup {cell(results['cpu_speedup']['bare fork'], 2)}. {notes['d']}.",
+        f"\n### (e) Pool start to first result, ms ({s.start_rounds} starts each)",
+        table(results, [("create pool + first round trip", "start_ms", 1, False)]),
+        f"\n{notes['e']}.",
+        f"\n### (f) CPU used by an idle pool in {s.idle_s:.0f} s, ms",
+        table(results, [
+            ("pool processes, /proc/<pid>/stat utime+stime", "idle_ticks_ms", 0, None),
+            ("pool processes, schedstat (ns resolution)", "idle_ns_ms", 2, None),
+            ("parent process (its helper threads)", "idle_parent_ms", 2, None),
+            ("processes measured", "idle_procs", 0, None),
+        ]),
+        f"\n{notes['f']}.",
+        "\n### Targets",
+        targets(results, n),
+    ]
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
