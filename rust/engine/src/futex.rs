@@ -28,10 +28,10 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     }
 }
 
-/// Wakes up to `count` waiters on `word`.
-pub fn wake(word: &AtomicU32, count: i32) {
+/// Wakes up to `count` waiters on `word`; returns how many were woken.
+pub fn wake(word: &AtomicU32, count: i32) -> u32 {
     // SAFETY: FUTEX_WAKE does not dereference the word's value; the address is valid.
-    unsafe {
+    let woken = unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
@@ -40,8 +40,9 @@ pub fn wake(word: &AtomicU32, count: i32) {
             std::ptr::null::<libc::timespec>(),
             std::ptr::null::<u32>(),
             0u32,
-        );
-    }
+        )
+    };
+    woken.max(0) as u32
 }
 
 /// Wakes every waiter on `word`.

@@ -258,6 +258,11 @@ pub struct Doorbell {
     pub spinner: AtomicU32,
     /// CPU the parent last submitted from; a worker on the same CPU must not spin.
     pub parent_cpu: AtomicU32,
+    /// 1 from a FUTEX_WAKE that woke a worker until that worker runs: a wake is on its way, so
+    /// further submits skip the syscall (a cross-CPU wake takes 50-80 us, during which a busy
+    /// parent submits dozens of calls). Cleared by the woken worker, or by the supervisor if it
+    /// dies first.
+    pub waking: AtomicU32,
 }
 
 #[repr(C, align(128))]

@@ -261,8 +261,14 @@ impl Pool {
         // sees the new work or we see it asleep and wake it.
         bell.work_seq.fetch_add(1, SeqCst);
         let spinning = (bell.spinner.load(SeqCst) != 0) as i32;
-        if bell.sleepers.load(SeqCst) > 0 && bell.queued.load(SeqCst) as i32 > spinning {
-            futex::wake(&bell.work_seq, 1);
+        if bell.sleepers.load(SeqCst) > 0
+            && bell.queued.load(SeqCst) as i32 > spinning
+            && bell.waking.compare_exchange(0, 1, SeqCst, Relaxed).is_ok()
+            && futex::wake(&bell.work_seq, 1) == 0
+        {
+            // Nobody was in the futex (a sleeper about to re-check, which will see this call):
+            // no wake is on its way, so the next submit must be free to issue one.
+            bell.waking.store(0, SeqCst);
         }
         Ok(Some((slot, ticket)))
     }

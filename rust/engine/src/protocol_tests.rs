@@ -267,3 +267,29 @@ fn the_sleeper_count_of_a_worker_killed_asleep_is_taken_back_once() {
     assert!(t.join().unwrap().is_none());
     assert_eq!(bell.sleepers.load(SeqCst), 0);
 }
+
+#[test]
+fn a_wake_left_in_flight_by_a_dead_worker_does_not_silence_later_wakes() {
+    let cfg = Config { worker_spin_us: 0, ..small() };
+    let p = Arc::new(pool(cfg));
+    let bell = p.region().doorbell();
+    // Worker 0 "was woken" (waking = 1) and died before running: its entry still says asleep.
+    p.region().worker(0).asleep.store(1, SeqCst);
+    bell.sleepers.fetch_add(1, SeqCst);
+    bell.waking.store(1, SeqCst);
+    record_death(p.region(), 0, 7, ExitStatus::Signal(9));
+    assert_eq!(bell.waking.load(SeqCst), 0);
+    // A live worker asleep now must be woken by the next submit.
+    let p2 = p.clone();
+    let t = std::thread::spawn(move || {
+        let mut w = worker(&p2, 1);
+        let call = w.next_call().expect("woken for the call");
+        w.reply(call, 0, &[b"ok"]).unwrap();
+    });
+    wait_for("worker 1 to sleep", || p.region().worker(1).asleep.load(SeqCst) == 1);
+    let (slot, ticket) = p.submit(0, &[b"x"]).unwrap().unwrap();
+    p.wait(slot, ticket, Instant::now() + Duration::from_secs(5), p.lost_seq());
+    assert!(matches!(take_bytes(&p, slot, ticket), Outcome::Done(_)), "the sleeping worker was woken");
+    t.join().unwrap();
+    assert_eq!(bell.waking.load(SeqCst), 0, "the woken worker cleared the flag");
+}

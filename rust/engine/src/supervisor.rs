@@ -256,6 +256,9 @@ pub fn record_death(region: &Region, index: u32, pid: u32, status: ExitStatus) -
     // A worker killed in its futex sleep still counts in `sleepers`; take it back.
     if entry.asleep.swap(0, SeqCst) == 1 {
         bell.sleepers.fetch_sub(1, SeqCst);
+        // It may have died between being woken and clearing `waking`; a flag stuck at 1 would
+        // stop every later wake. Clearing it at worst costs one spare wake-up.
+        bell.waking.store(0, SeqCst);
     }
     // A worker killed while holding the spin token would keep it forever, and the parent, which
     // leaves new calls to a spinning worker, would never wake a sleeping one again.

@@ -140,6 +140,8 @@ impl WorkerChannel {
             // futex compare sees a new work_seq, or the parent sees us and wakes us.
             if !self.work_waiting() && self.running() {
                 futex::wait(&bell.work_seq, seq, None);
+                // Whether a submit woke us or not, no wake is in flight any more once we run.
+                bell.waking.store(0, SeqCst);
             }
             if entry.asleep.swap(0, SeqCst) == 1 {
                 bell.sleepers.fetch_sub(1, SeqCst);
