@@ -258,10 +258,11 @@ pub struct Doorbell {
     pub spinner: AtomicU32,
     /// CPU the parent last submitted from; a worker on the same CPU must not spin.
     pub parent_cpu: AtomicU32,
-    /// 1 from a FUTEX_WAKE that woke a worker until that worker runs: a wake is on its way, so
-    /// further submits skip the syscall (a cross-CPU wake takes 50-80 us, during which a busy
-    /// parent submits dozens of calls). Cleared by the woken worker, or by the supervisor if it
-    /// dies first.
+    /// Workers woken by FUTEX_WAKE that have not run yet. A cross-CPU wake takes 50-80 us,
+    /// during which a busy parent submits dozens of calls: those already covered by a worker on
+    /// its way need no syscall of their own. Decremented (never below 0) by a worker returning
+    /// from its sleep, and by the supervisor for a worker that died asleep: an undercount costs a
+    /// spare wake-up, an overcount would leave calls waiting, so every doubt errs low.
     pub waking: AtomicU32,
 }
 

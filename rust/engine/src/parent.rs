@@ -260,15 +260,16 @@ impl Pool {
         // `sleepers` increment then `work_seq` futex compare (a Dekker pair): either the worker
         // sees the new work or we see it asleep and wake it.
         bell.work_seq.fetch_add(1, SeqCst);
+        // Wake a sleeper unless the spinning worker and the workers already woken cover the
+        // queue, or every sleeper is already on its way.
         let spinning = (bell.spinner.load(SeqCst) != 0) as i32;
-        if bell.sleepers.load(SeqCst) > 0
-            && bell.queued.load(SeqCst) as i32 > spinning
-            && bell.waking.compare_exchange(0, 1, SeqCst, Relaxed).is_ok()
-            && futex::wake(&bell.work_seq, 1) == 0
-        {
-            // Nobody was in the futex (a sleeper about to re-check, which will see this call):
-            // no wake is on its way, so the next submit must be free to issue one.
-            bell.waking.store(0, SeqCst);
+        let waking = bell.waking.load(SeqCst) as i32;
+        if bell.sleepers.load(SeqCst) as i32 > waking && bell.queued.load(SeqCst) as i32 > spinning + waking {
+            bell.waking.fetch_add(1, SeqCst);
+            if futex::wake(&bell.work_seq, 1) == 0 {
+                // Nobody was in the futex (a sleeper about to re-check sees this call anyway).
+                decrement(&bell.waking);
+            }
         }
         Ok(Some((slot, ticket)))
     }
@@ -538,6 +539,11 @@ fn request_in_use(region: &Region, slot: u32, ticket: u64) -> bool {
         SlotState::from_raw(meta.state.load(Acquire)),
         Some(SlotState::Reserved | SlotState::Queued | SlotState::Claimed(_) | SlotState::Abandoned(_))
     )
+}
+
+/// Decrements a counter that must never wrap below zero.
+pub(crate) fn decrement(counter: &AtomicU32) {
+    let _ = counter.fetch_update(SeqCst, SeqCst, |v| v.checked_sub(1));
 }
 
 pub(crate) fn notify_free(region: &Region) {

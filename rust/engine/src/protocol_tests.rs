@@ -291,5 +291,37 @@ fn a_wake_left_in_flight_by_a_dead_worker_does_not_silence_later_wakes() {
     p.wait(slot, ticket, Instant::now() + Duration::from_secs(5), p.lost_seq());
     assert!(matches!(take_bytes(&p, slot, ticket), Outcome::Done(_)), "the sleeping worker was woken");
     t.join().unwrap();
-    assert_eq!(bell.waking.load(SeqCst), 0, "the woken worker cleared the flag");
+    assert_eq!(bell.waking.load(SeqCst), 0, "the woken worker counted itself out");
+}
+
+#[test]
+fn each_queued_call_gets_its_own_sleeping_worker_woken() {
+    // Two calls submitted back to back must both be claimed while neither can finish: a wake-up
+    // already on its way to one worker must not stand in for the second call.
+    let cfg = Config { worker_spin_us: 0, parent_spin_us: 0, ..small() };
+    let p = Arc::new(pool(cfg));
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Vec<_> = (0..2)
+        .map(|i| {
+            let (p, release) = (p.clone(), release.clone());
+            std::thread::spawn(move || {
+                let mut w = worker(&p, i);
+                let call = w.next_call().expect("a call");
+                while !release.load(SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                w.reply(call, 0, &[b"done"]).unwrap();
+            })
+        })
+        .collect();
+    wait_for("both workers asleep", || p.region().doorbell().sleepers.load(SeqCst) == 2);
+    let handles: Vec<_> = (0..2).map(|_| p.submit(0, &[b"x"]).unwrap().unwrap()).collect();
+    let claimed = |&(slot, _): &(u32, u64)| {
+        matches!(SlotState::from_raw(p.region().slot(slot).state.load(SeqCst)), Some(SlotState::Claimed(_)))
+    };
+    wait_for("both calls claimed at once", || handles.iter().all(claimed));
+    release.store(true, SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::descriptor::PLACE_SEGMENT;
 use crate::futex;
 use crate::layout::{ExitStatus, PoolState, SlotState, WorkerState};
-use crate::parent::{notify_free, pidfd_exited, pidfd_open, wake_all_waiters};
+use crate::parent::{decrement, notify_free, pidfd_exited, pidfd_open, wake_all_waiters};
 use crate::region::Region;
 use crate::worker::WorkerChannel;
 use crate::{Error, Result};
@@ -256,9 +256,9 @@ pub fn record_death(region: &Region, index: u32, pid: u32, status: ExitStatus) -
     // A worker killed in its futex sleep still counts in `sleepers`; take it back.
     if entry.asleep.swap(0, SeqCst) == 1 {
         bell.sleepers.fetch_sub(1, SeqCst);
-        // It may have died between being woken and clearing `waking`; a flag stuck at 1 would
-        // stop every later wake. Clearing it at worst costs one spare wake-up.
-        bell.waking.store(0, SeqCst);
+        // It may have died woken but before it ran; a wake-up counted in flight for good would
+        // make later submits leave a call to nobody. Erring low costs a spare wake-up.
+        decrement(&bell.waking);
     }
     // A worker killed while holding the spin token would keep it forever, and the parent, which
     // leaves new calls to a spinning worker, would never wake a sleeping one again.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::descriptor;
 use crate::futex;
 use crate::layout::{PoolState, SlotState, WorkerState};
-use crate::parent::notify_free;
+use crate::parent::{decrement, notify_free};
 use crate::region::Region;
 use crate::segment::Segments;
 use crate::Result;
@@ -140,8 +140,9 @@ impl WorkerChannel {
             // futex compare sees a new work_seq, or the parent sees us and wakes us.
             if !self.work_waiting() && self.running() {
                 futex::wait(&bell.work_seq, seq, None);
-                // Whether a submit woke us or not, no wake is in flight any more once we run.
-                bell.waking.store(0, SeqCst);
+                // We run: count one wake-up in flight fewer (if ours was spurious, the count errs
+                // low, which only costs a spare wake-up later).
+                decrement(&bell.waking);
             }
             if entry.asleep.swap(0, SeqCst) == 1 {
                 bell.sleepers.fetch_sub(1, SeqCst);
