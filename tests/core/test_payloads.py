@@ -46,3 +46,26 @@ def test_argument_over_the_payload_limit_is_a_clear_error():
         assert task.get() == [b"still works"]
     finally:
         shutdown()
+
+
+def test_large_buffers_inside_containers_keep_their_types(pool):
+    # Buffers >= 256 KiB travel beside the pickle as parts of their own (the out-of-band path).
+    big = bytes(range(256)) * 2048
+    nested = {"a": [big, bytearray(big)], "b": (b"small", big[:300_000])}
+    task = Task()
+    task.run(helpers.identity, nested)
+    task.run(helpers.identity, bytearray(big))
+    task.run(helpers.add, [big], [bytearray(b"y" * 300_000)], c=[])
+    got_nested, got_bytearray, got_list = task.get()
+    assert got_nested == nested
+    assert type(got_nested["a"][1]) is bytearray and type(got_nested["a"][0]) is bytes
+    assert type(got_bytearray) is bytearray and got_bytearray == big
+    assert got_list == [big, bytearray(b"y" * 300_000)]
+
+
+def test_the_same_large_buffer_twice_arrives_twice(pool):
+    big = b"z" * 500_000
+    task = Task()
+    task.run(helpers.identity, (big, big))
+    (pair,) = task.get()
+    assert pair == (big, big)

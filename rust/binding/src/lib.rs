@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use engine::{Action, Outcome};
 use multicore_engine as engine;
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
@@ -28,6 +29,75 @@ fn to_py_err(py: Python<'_>, err: engine::Error) -> PyErr {
         Ok(cls) => PyErr::from_type(cls.cast_into().expect("exception class"), err.to_string()),
         Err(e) => e,
     }
+}
+
+/// Tag bit of a framed multi-part payload ([`engine::frame`]); set and cleared here only.
+const FRAMED: u32 = 1 << 31;
+
+/// A payload from Python: one `bytes`, or a list of buffers (a pickle and its large buffers).
+struct Outgoing {
+    tag: u32,
+    single: Option<Py<PyBytes>>,
+    header: Vec<u8>,
+    buffers: Vec<PyBuffer<u8>>,
+}
+
+impl Outgoing {
+    fn new(tag: u32, payload: &Bound<'_, PyAny>) -> PyResult<Outgoing> {
+        if tag & FRAMED != 0 {
+            return Err(PyValueError::new_err("payload tags must be below 2**31"));
+        }
+        if let Ok(bytes) = payload.cast::<PyBytes>() {
+            return Ok(Outgoing { tag, single: Some(bytes.clone().unbind()), header: Vec::new(), buffers: Vec::new() });
+        }
+        let mut buffers = Vec::new();
+        for item in payload.try_iter()? {
+            let buffer = PyBuffer::<u8>::get(&item?)?;
+            if !buffer.is_c_contiguous() {
+                return Err(PyTypeError::new_err("payload parts must be contiguous byte buffers"));
+            }
+            buffers.push(buffer);
+        }
+        let lens: Vec<usize> = buffers.iter().map(|b| b.len_bytes()).collect();
+        Ok(Outgoing { tag: tag | FRAMED, single: None, header: engine::frame::header(&lens), buffers })
+    }
+
+    fn len(&self, py: Python<'_>) -> usize {
+        match &self.single {
+            Some(b) => b.as_bytes(py).len(),
+            None => self.header.len() + self.buffers.iter().map(|b| b.len_bytes()).sum::<usize>(),
+        }
+    }
+
+    /// The parts to write, borrowed from the Python objects (kept alive by `self`). Large ones
+    /// are copied with the GIL released: `bytes` are immutable and an exported `bytearray`
+    /// cannot be resized, so the memory stays valid (a concurrent in-place write by another
+    /// thread would only change the bytes sent, as with any copy).
+    fn parts<'a>(&'a self, py: Python<'a>) -> Vec<&'a [u8]> {
+        match &self.single {
+            Some(b) => vec![b.as_bytes(py)],
+            None => std::iter::once(self.header.as_slice())
+                .chain(self.buffers.iter().map(|b| {
+                    // SAFETY: the buffer is C-contiguous (checked in new) and stays exported,
+                    // so its memory is valid and unresized while `self` lives.
+                    unsafe { std::slice::from_raw_parts(b.buf_ptr() as *const u8, b.len_bytes()) }
+                }))
+                .collect(),
+        }
+    }
+}
+
+/// Builds the Python value of a received payload: `bytes`, or a list of `bytes` when framed.
+fn incoming(py: Python<'_>, tag: u32, bytes: &[u8]) -> PyResult<(u32, Py<PyAny>)> {
+    if tag & FRAMED == 0 {
+        return Ok((tag, PyBytes::new(py, bytes).into_any().unbind()));
+    }
+    let parts = engine::frame::split(bytes).map_err(|e| to_py_err(py, e))?;
+    let list = PyList::empty(py);
+    for part in parts {
+        list.append(PyBytes::new(py, part))?;
+    }
+    Ok((tag & !FRAMED, list.into_any().unbind()))
 }
 
 fn seconds(t: Option<f64>) -> Option<Duration> {
@@ -80,23 +150,25 @@ impl Pool {
     }
 
     /// Publishes a call; returns (slot, ticket), or None when every slot is taken.
-    fn submit(&self, py: Python<'_>, tag: u32, payload: &[u8]) -> PyResult<Option<(u32, u64)>> {
-        let out = if payload.len() > DETACH_COPY {
-            py.detach(|| self.inner.submit(tag, &[payload]))
+    fn submit(&self, py: Python<'_>, tag: u32, payload: &Bound<'_, PyAny>) -> PyResult<Option<(u32, u64)>> {
+        let outgoing = Outgoing::new(tag, payload)?;
+        let parts = outgoing.parts(py);
+        let out = if outgoing.len(py) > DETACH_COPY {
+            py.detach(|| self.inner.submit(outgoing.tag, &parts))
         } else {
-            self.inner.submit(tag, &[payload])
+            self.inner.submit(outgoing.tag, &parts)
         };
         out.map_err(|e| to_py_err(py, e))
     }
 
     /// ("done", tag, bytes) | ("lost", pid, status) | None while the call is pending.
     fn take(&self, py: Python<'_>, slot: u32, ticket: u64) -> PyResult<Option<Py<PyAny>>> {
-        let out = self
-            .inner
-            .take(slot, ticket, |tag, bytes| (tag, PyBytes::new(py, bytes).unbind()))
-            .map_err(|e| to_py_err(py, e))?;
+        let out = self.inner.take(slot, ticket, |tag, bytes| incoming(py, tag, bytes)).map_err(|e| to_py_err(py, e))?;
         Ok(match out {
-            Outcome::Done((tag, bytes)) => Some(("done", tag, bytes).into_pyobject(py)?.into_any().unbind()),
+            Outcome::Done(payload) => {
+                let (tag, payload) = payload?;
+                Some(("done", tag, payload).into_pyobject(py)?.into_any().unbind())
+            }
             Outcome::Lost { pid, status } => {
                 Some(("lost", pid, status.to_raw()).into_pyobject(py)?.into_any().unbind())
             }
@@ -247,21 +319,28 @@ impl Worker {
         py.detach(|| inner.next_call()).map(|c| (c.slot, c.ticket))
     }
 
-    fn read_request(&self, py: Python<'_>, slot: u32, ticket: u64) -> PyResult<(u32, Py<PyBytes>)> {
+    fn read_request(&self, py: Python<'_>, slot: u32, ticket: u64) -> PyResult<(u32, Py<PyAny>)> {
         let call = engine::Call { slot, ticket };
-        self.inner
-            .read_request(call, |tag, bytes| (tag, PyBytes::new(py, bytes).unbind()))
-            .map_err(|e| to_py_err(py, e))
+        self.inner.read_request(call, |tag, bytes| incoming(py, tag, bytes)).map_err(|e| to_py_err(py, e))?
     }
 
     /// Publishes a response; False when the parent had abandoned the call.
-    fn reply(&mut self, py: Python<'_>, slot: u32, ticket: u64, tag: u32, payload: &[u8]) -> PyResult<bool> {
+    fn reply(
+        &mut self,
+        py: Python<'_>,
+        slot: u32,
+        ticket: u64,
+        tag: u32,
+        payload: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         let call = engine::Call { slot, ticket };
+        let outgoing = Outgoing::new(tag, payload)?;
+        let parts = outgoing.parts(py);
         let inner = &mut self.inner;
-        let out = if payload.len() > DETACH_COPY {
-            py.detach(|| inner.reply(call, tag, &[payload]))
+        let out = if outgoing.len(py) > DETACH_COPY {
+            py.detach(|| inner.reply(call, outgoing.tag, &parts))
         } else {
-            inner.reply(call, tag, &[payload])
+            inner.reply(call, outgoing.tag, &parts)
         };
         out.map_err(|e| to_py_err(py, e))
     }

@@ -41,6 +41,7 @@
 pub mod cpus;
 pub mod descriptor;
 pub mod error;
+pub mod frame;
 pub mod futex;
 pub mod layout;
 pub mod parent;
