@@ -11,6 +11,7 @@ A response's tag is its kind: a result in one of the three formats, or an error 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import pickle
 import traceback
@@ -37,21 +38,28 @@ _fn_blobs: dict[Any, bytes] = {}
 OUT_OF_BAND_MIN = 256 * 1024
 
 
+_SCAN_ITEMS = 8  # per container: a big list of small things must not cost a call per item
+
+
 def _big_buffer(obj: Any) -> bool:
     return type(obj) in (bytes, bytearray) and len(obj) >= OUT_OF_BAND_MIN
 
 
 def _has_big_buffer(obj: Any, depth: int = 2) -> bool:
-    """Cheap look (two levels of containers) for a buffer worth sending out of band."""
-    if _big_buffer(obj):
-        return True
-    if depth == 0:
+    """Cheap look for a buffer worth sending out of band: the object itself, or within the first
+    few items of up to ``depth`` levels of tuples, lists and dict values."""
+    kind = type(obj)
+    if kind is bytes or kind is bytearray:
+        return len(obj) >= OUT_OF_BAND_MIN
+    if not depth:
         return False
-    if type(obj) in (tuple, list):
-        return any(_has_big_buffer(item, depth - 1) for item in obj)
-    if type(obj) is dict:
-        return any(_has_big_buffer(value, depth - 1) for value in obj.values())
-    return False
+    if kind is tuple or kind is list:
+        items = obj
+    elif kind is dict:
+        items = obj.values()
+    else:
+        return False
+    return any(_has_big_buffer(item, depth - 1) for item in itertools.islice(items, _SCAN_ITEMS))
 
 
 class _OutOfBandPickler(pickle.Pickler):
@@ -77,9 +85,12 @@ class _OutOfBandUnpickler(pickle.Unpickler):
         return bytearray(part) if is_bytearray else part
 
 
-def dumps(obj: Any) -> bytes | list[Any]:
-    """Pickles ``obj``; with large buffers inside, as [pickle, buffer, ...] for the engine."""
-    if not _has_big_buffer(obj):
+def dumps(obj: Any, big_buffers: bool | None = None) -> bytes | list[Any]:
+    """Pickles ``obj``; with large buffers inside, as [pickle, buffer, ...] for the engine.
+
+    ``big_buffers`` skips the scan when the caller already knows.
+    """
+    if not (_has_big_buffer(obj) if big_buffers is None else big_buffers):
         return pickle.dumps(obj, PROTOCOL)
     file, parts = io.BytesIO(), [b""]
     _OutOfBandPickler(file, parts).dump(obj)
@@ -150,7 +161,8 @@ def encode_call(fn: Any, args: tuple, kwargs: dict, result_format: str, use_dill
                 f"cannot send {_culprit(fn, args, kwargs, dill.dumps)} to a worker, even with dill"
             ) from exc
     try:
-        return CALL_PICKLE, dumps((_function_blob(fn), args, kwargs, fmt))
+        big = _has_big_buffer(args) or (bool(kwargs) and _has_big_buffer(kwargs))
+        return CALL_PICKLE, dumps((_function_blob(fn), args, kwargs, fmt), big)
     except Exception as exc:  # noqa: BLE001
         raise SerializationError(
             f"cannot send {_culprit(fn, args, kwargs, lambda o: pickle.dumps(o, PROTOCOL))} to a "
