@@ -18,7 +18,7 @@ rows too and the parent splices their bytes into its envelope, byte-identical to
 It falls back to DRF's own list, silently and never with an error, when the view opts out
 (``multicore_list = False``), the list is shorter than ``"drf-min-items"``, a database
 connection is inside ``atomic()`` (workers would not see its uncommitted writes), no CPU is idle
-at that instant (:data:`MIN_IDLE_CPUS`), ``Task()`` returns None (load guard, or already inside
+at that instant (``"drf-min-idle-cpus"``), ``Task()`` returns None (load guard, or already inside
 a worker), the request or view cannot be pickled,
 or anything goes wrong in the pool. :data:`stats` counts what happened, by reason.
 """
@@ -47,6 +47,7 @@ from rest_framework.utils.encoders import JSONEncoder
 
 import multicore
 from multicore import _lifecycle, _rows
+from multicore.settings import get_config
 from multicore.utils import default_workers, ranges
 
 __all__ = ["patch", "unpatch", "is_patched", "parallel_list", "stats", "SplicedRows"]
@@ -58,9 +59,6 @@ stats: Counter[str] = Counter()
 _stats_lock = threading.Lock()
 _patch_lock = threading.Lock()
 
-#: Parallelize only while at least this many CPUs are idle besides the requesting thread's
-#: (views override it with ``multicore_min_idle_cpus``; 0 turns the check off).
-MIN_IDLE_CPUS = 1
 _cpus: int | None = None
 
 #: The ListModelMixin.list that patch() replaced (None while unpatched).
@@ -182,7 +180,9 @@ def _cores_free(view) -> bool:
     runnable only for a moment (the database server finishing the query that fetched these
     rows) must not count, so a busy reading is confirmed twice, 0.3 ms apart.
     """
-    wanted = getattr(view, "multicore_min_idle_cpus", MIN_IDLE_CPUS)
+    wanted = getattr(view, "multicore_min_idle_cpus", None)
+    if wanted is None:
+        wanted = get_config()["drf-min-idle-cpus"]
     if wanted <= 0:
         return True
     global _cpus
@@ -210,8 +210,6 @@ def _abandon(task) -> None:
 
 
 def _refusal(view, items: list) -> str | None:
-    from multicore.settings import get_config
-
     if len(items) < get_config()["drf-min-items"]:
         return "small"
     if any(connection.in_atomic_block for connection in connections.all(initialized_only=True)):

@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     # The Django integration.
     "drf-list-patch": False,
     "drf-min-items": 100,
+    "drf-min-idle-cpus": 1,
     "in-atomic-block": "sequential",
 }
 
@@ -75,6 +76,7 @@ _RULES: dict[str, tuple[str, float | None, bool]] = {
     "shutdown-grace": ("number", 0, False),
     "drf-list-patch": ("bool", None, False),
     "drf-min-items": ("int", 0, False),
+    "drf-min-idle-cpus": ("int", 0, False),
     "in-atomic-block": ("choice", None, False),
 }
 

@@ -73,9 +73,10 @@ def test_json_is_spliced_other_renderings_travel_as_objects(drf_db, client):
     assert isinstance(client.get("/api/items/", HTTP_ACCEPT="application/json; indent=4").data, ReturnList)
 
 
-def test_when_no_cpu_is_idle(compare, monkeypatch):
+def test_when_no_cpu_is_idle(compare, settings):
     from multicore._lifecycle import usable_cpus
+    from tests.drf.conftest import MULTICORE
 
     # More idle CPUs than the machine has: never true, as this thread is running.
-    monkeypatch.setattr(drf, "MIN_IDLE_CPUS", usable_cpus())
+    settings.MULTICORE = {**MULTICORE, "drf-min-idle-cpus": usable_cpus()}
     compare("/api/items/", expect="fallback:busy")
