@@ -1,7 +1,7 @@
 """End-to-end HTTP benchmark: the example project under gunicorn, DRF list patch on vs off.
 
     python benchmarks/http.py                    # SQLite and PostgreSQL, prints Markdown tables
-    python benchmarks/http.py --db sqlite --write docs/benchmarks-http.md
+    python benchmarks/http.py --db sqlite --write /tmp/http-report.md
 
 Two gunicorn servers run side by side on 127.0.0.1 (2 sync workers each, the recommended
 configuration in docs/gunicorn.md): one with ``MULTICORE_DRF_PATCH=1``, one with ``=0``. The
