@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-rust test-python test-postgres bench lint clean
+.PHONY: help install demo test test-rust test-python test-postgres test-bench bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -22,7 +22,7 @@ install: $(VENV)/.installed ## create .venv and build multicore (Rust + Python) 
 demo: install ## run the example project on SQLite under gunicorn, patched and not
 	$(PY) example_project/demo.py
 
-test: install test-rust test-python test-postgres ## run every test (Rust, Python on SQLite, Python on PostgreSQL)
+test: install test-rust test-python test-postgres test-bench ## run every test (Rust, Python on SQLite and PostgreSQL, benchmark smoke)
 
 test-rust: ## the engine's own tests (no Python)
 	cargo test -p multicore-engine --quiet
@@ -34,6 +34,9 @@ DB_TESTS := tests/django tests/drf tests/gunicorn tests/test_request.py
 
 test-postgres: install ## the database suites again on PostgreSQL (127.0.0.1:5432); they fail if it is down
 	MULTICORE_TEST_DB=postgres $(PY) -m pytest $(DB_TESTS) $(PYTEST_ARGS)
+
+test-bench: install ## the benchmark's smoke run: it still works (its figures are not measurements)
+	$(PY) benchmarks/core.py --quick > /dev/null
 
 bench: install ## the core benchmark against multiprocessing, concurrent.futures and loky
 	$(PY) benchmarks/core.py

@@ -1,0 +1,40 @@
+"""One hierarchy under MulticoreError, with the standard bases a caller might catch."""
+
+import pickle
+
+import pytest
+
+from multicore import exceptions as e
+
+
+@pytest.mark.parametrize(
+    "cls, builtin",
+    [
+        (e.TaskCompleteError, None),
+        (e.TimeoutExceededError, TimeoutError),
+        (e.WorkerLostError, None),
+        (e.SerializationError, TypeError),
+        (e.SharedMemoryError, MemoryError),
+        (e.RemoteError, None),
+        (e.PoolUnavailableError, None),
+        (e.ProtocolError, None),
+    ],
+)
+def test_every_error_is_a_multicore_error(cls, builtin):
+    assert issubclass(cls, e.MulticoreError)
+    if builtin is not None:
+        assert issubclass(cls, builtin)
+
+
+def test_worker_lost_keeps_its_facts_through_pickle():
+    err = e.WorkerLostError("gone", pid=12, exitcode=None, signal=9)
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.pid, back.exitcode, back.signal, str(back)) == (12, None, 9, "gone")
+    assert e.WorkerLostError.describe(-9) == "SIGKILL (-9)"
+    assert e.WorkerLostError.describe(3) == "exit code 3"
+
+
+def test_all_names_are_exported():
+    assert set(e.__all__) >= {
+        "MulticoreError", "TaskCompleteError", "TimeoutExceededError", "WorkerLostError", "SerializationError",
+    }
