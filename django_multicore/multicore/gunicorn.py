@@ -18,7 +18,8 @@ call them from your own hooks. What each does:
   (max_requests recycling, SIGTERM, any exit): stop the worker's pool.
 
 If a gunicorn worker is killed outright (SIGKILL after a timeout, the OOM killer), its
-supervisor sees the death and stops the workers within ``shutdown-grace`` seconds.
+supervisor sees the death and kills the workers within a quarter of a second (a call still
+running gets no longer: nobody is left to read its result).
 """
 
 from __future__ import annotations
