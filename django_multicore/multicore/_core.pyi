@@ -4,12 +4,22 @@ Written by hand, as pydantic-core does: this is the whole Rust/Python boundary. 
 is private; the public API is in ``multicore``.
 """
 
+from collections.abc import Sequence
 from typing import Literal
+
+from typing_extensions import Buffer
 
 __version__: str
 LAYOUT_VERSION: int
 
-Outcome = tuple[Literal["done"], int, bytes] | tuple[Literal["lost"], int, int]
+Payload = bytes | list[bytes]
+"""A received payload: one ``bytes``, or the parts of a multi-part payload (a pickle, then the
+large buffers that travelled beside it)."""
+
+Outgoing = bytes | Sequence[Buffer]
+"""What may be sent: one ``bytes``, or a sequence of contiguous byte buffers (sent framed)."""
+
+Outcome = tuple[Literal["done"], int, Payload] | tuple[Literal["lost"], int, int]
 """("done", kind, payload) or ("lost", pid, status); status < 0 is minus a signal number."""
 
 class Pool:
@@ -34,7 +44,7 @@ class Pool:
         """In a child forked by the user: drop inherited descriptors without touching the pool."""
     def alive(self) -> bool:
         """Whether the supervisor process still runs."""
-    def submit(self, tag: int, payload: bytes) -> tuple[int, int] | None:
+    def submit(self, tag: int, payload: Outgoing) -> tuple[int, int] | None:
         """Publishes a call: (slot, ticket), or None when every slot is in use."""
     def take(self, slot: int, ticket: int) -> Outcome | None:
         """The call's outcome if finished (frees its slot), else None."""
@@ -68,8 +78,8 @@ class Worker:
     def ready(self) -> None: ...
     def next_call(self) -> tuple[int, int] | None:
         """Blocks for the next call: (slot, ticket); None when the pool stops."""
-    def read_request(self, slot: int, ticket: int) -> tuple[int, bytes]: ...
-    def reply(self, slot: int, ticket: int, tag: int, payload: bytes) -> bool:
+    def read_request(self, slot: int, ticket: int) -> tuple[int, Payload]: ...
+    def reply(self, slot: int, ticket: int, tag: int, payload: Outgoing) -> bool:
         """Publishes a response; False when the parent had abandoned the call."""
     def retire(self, max_wait: float) -> None:
         """Before a planned exit: wait until the parent has read our large results."""
