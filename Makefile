@@ -22,10 +22,10 @@ install: $(VENV)/.installed ## create .venv and build multicore (Rust + Python) 
 demo: install ## run the example project on SQLite under gunicorn, patched and not
 	$(PY) example_project/demo.py
 
-test: install test-rust test-python test-postgres test-bench ## run every test (Rust, Python on SQLite and PostgreSQL, benchmark smoke)
+test: install test-rust test-bench test-python test-postgres ## run every test (Rust, benchmark smoke, Python on SQLite and PostgreSQL)
 
 test-rust: ## the engine's own tests (no Python)
-	cargo test -p multicore-engine --quiet
+	cargo test -p multicore-engine --lib --tests --quiet
 
 test-python: install ## the Python suite on SQLite
 	MULTICORE_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
@@ -36,7 +36,8 @@ test-postgres: install ## the database suites again on PostgreSQL (127.0.0.1:543
 	MULTICORE_TEST_DB=postgres $(PY) -m pytest $(DB_TESTS) $(PYTEST_ARGS)
 
 test-bench: install ## the benchmark's smoke run: it still works (its figures are not measurements)
-	$(PY) benchmarks/core.py --quick > /dev/null
+	@$(PY) benchmarks/core.py --quick > $(VENV)/bench-smoke.log 2>&1 \
+		&& echo "benchmark smoke run: ok" || { cat $(VENV)/bench-smoke.log; exit 1; }
 
 bench: install ## the core benchmark against multiprocessing, concurrent.futures and loky
 	$(PY) benchmarks/core.py
