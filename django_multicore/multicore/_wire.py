@@ -11,7 +11,6 @@ A response's tag is its kind: a result in one of the three formats, or an error 
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import pickle
 import traceback
@@ -53,13 +52,30 @@ def _has_big_buffer(obj: Any, depth: int = 2) -> bool:
         return len(obj) >= OUT_OF_BAND_MIN
     if not depth:
         return False
-    if kind is tuple or kind is list:
-        items = obj
-    elif kind is dict:
-        items = obj.values()
-    else:
+    if kind is dict:
+        obj = obj.values()
+    elif kind is not tuple and kind is not list:
         return False
-    return any(_has_big_buffer(item, depth - 1) for item in itertools.islice(items, _SCAN_ITEMS))
+    seen = 0
+    for item in obj:
+        if _has_big_buffer(item, depth - 1):
+            return True
+        seen += 1
+        if seen == _SCAN_ITEMS:
+            return False
+    return False
+
+
+def _call_has_big_buffer(args: tuple, kwargs: dict) -> bool:
+    """``_has_big_buffer`` for a call's arguments, flat for the usual case of a few small ones
+    (it runs on every ``run()``)."""
+    for value in (*args, *kwargs.values()) if kwargs else args:
+        kind = type(value)
+        if kind is int or kind is str or kind is float or kind is bool or value is None:
+            continue
+        if _has_big_buffer(value, 1):
+            return True
+    return False
 
 
 class _OutOfBandPickler(pickle.Pickler):
@@ -161,8 +177,7 @@ def encode_call(fn: Any, args: tuple, kwargs: dict, result_format: str, use_dill
                 f"cannot send {_culprit(fn, args, kwargs, dill.dumps)} to a worker, even with dill"
             ) from exc
     try:
-        big = _has_big_buffer(args) or (bool(kwargs) and _has_big_buffer(kwargs))
-        return CALL_PICKLE, dumps((_function_blob(fn), args, kwargs, fmt), big)
+        return CALL_PICKLE, dumps((_function_blob(fn), args, kwargs, fmt), _call_has_big_buffer(args, kwargs))
     except Exception as exc:  # noqa: BLE001
         raise SerializationError(
             f"cannot send {_culprit(fn, args, kwargs, lambda o: pickle.dumps(o, PROTOCOL))} to a "
