@@ -48,8 +48,11 @@ class Pool:
         """Publishes a call: (slot, ticket), or None when every slot is in use."""
     def take(self, slot: int, ticket: int) -> Outcome | None:
         """The call's outcome if finished (frees its slot), else None."""
-    def wait(self, slot: int, ticket: int, timeout: float | None = None) -> Outcome | None:
-        """Like take(), blocking with the GIL released; None on timeout or after any worker died."""
+    def wait(
+        self, slot: int, ticket: int, timeout: float | None = None, lost_seen: int | None = None
+    ) -> Outcome | None:
+        """Like take(), blocking with the GIL released; None on timeout, or once any worker died
+        since ``lost_seen`` (a lost_seq() reading, default now)."""
     def lost_seq(self) -> int: ...
     def wait_for_free_slot(self, timeout: float) -> None: ...
     def cancel(self, slot: int, ticket: int, kill: bool = False) -> int | None:

@@ -49,7 +49,7 @@ class Task:
     caller then does the work itself. A Task belongs to the thread that created it.
     """
 
-    __slots__ = ("_pool", "_calls", "_harvested", "_complete", "_timeout")
+    __slots__ = ("_pool", "_calls", "_harvested", "_complete", "_timeout", "_lost_seen")
 
     def __new__(cls, max_load_average: float | None = None, timeout: float | None = None) -> Task | None:  # type: ignore[misc]
         if _lifecycle.in_worker():
@@ -60,6 +60,9 @@ class Task:
             return None
         self = super().__new__(cls)
         self._pool = _lifecycle.ensure_pool()
+        # Worker deaths are counted from here: one that happens before get() starts waiting
+        # (a call that crashes at once) must still be noticed at once, not in its turn.
+        self._lost_seen = self._pool.core.lost_seq()
         self._calls: list[_Call] = []
         self._harvested = 0
         self._complete = False
@@ -138,7 +141,7 @@ class Task:
         for index, call in enumerate(self._calls):
             while call.outcome is None:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                call.outcome = core.wait(call.slot, call.ticket, remaining)
+                call.outcome = core.wait(call.slot, call.ticket, remaining, self._lost_seen)
                 if call.outcome is not None:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
@@ -156,6 +159,7 @@ class Task:
 
     def _check_lost(self) -> None:
         core = self._pool.core
+        self._lost_seen = core.lost_seq()  # read before the scan, so no death falls between
         for index, call in enumerate(self._calls):
             if call.outcome is None:
                 call.outcome = core.take(call.slot, call.ticket)

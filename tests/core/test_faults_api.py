@@ -52,3 +52,14 @@ def test_exit_inside_a_call_is_a_lost_worker(pool):
     with pytest.raises(WorkerLostError, match="exit code 3") as info:
         task.get(timeout=5)
     assert info.value.exitcode == 3
+
+
+def test_a_death_before_get_starts_is_still_noticed_at_once(pool):
+    task = Task()
+    task.run(helpers.sleep_then, 3, "slow")
+    task.run(helpers.kill_self)
+    assert wait_until(lambda: any(w["respawns"] for w in pool()["workers"]), timeout=2), "the death is recorded"
+    started = time.monotonic()
+    with pytest.raises(WorkerLostError):
+        task.get(timeout=10)
+    assert time.monotonic() - started < 1.0, "not after the slow call ahead of it"

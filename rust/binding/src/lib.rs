@@ -176,12 +176,20 @@ impl Pool {
         })
     }
 
-    /// Waits for a call like `take`, returning None on timeout or when any worker died meanwhile
-    /// (the caller then checks its other calls). Ctrl-C raises KeyboardInterrupt within 100 ms.
-    #[pyo3(signature = (slot, ticket, timeout=None))]
-    fn wait(&self, py: Python<'_>, slot: u32, ticket: u64, timeout: Option<f64>) -> PyResult<Option<Py<PyAny>>> {
+    /// Waits for a call like `take`, returning None on timeout or once any worker died since
+    /// `lost_seen` (a `lost_seq()` reading; default: now), so the caller can check its other
+    /// calls. Ctrl-C raises KeyboardInterrupt within 100 ms.
+    #[pyo3(signature = (slot, ticket, timeout=None, lost_seen=None))]
+    fn wait(
+        &self,
+        py: Python<'_>,
+        slot: u32,
+        ticket: u64,
+        timeout: Option<f64>,
+        lost_seen: Option<u32>,
+    ) -> PyResult<Option<Py<PyAny>>> {
         let deadline = seconds(timeout).map(|d| Instant::now() + d);
-        let lost_seen = self.inner.lost_seq();
+        let lost_seen = lost_seen.unwrap_or_else(|| self.inner.lost_seq());
         loop {
             if let Some(out) = self.take(py, slot, ticket)? {
                 return Ok(Some(out));
