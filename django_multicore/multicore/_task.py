@@ -32,13 +32,17 @@ def machine_busy(max_load_average: float) -> bool:
 
 
 class _Call:
-    __slots__ = ("slot", "ticket", "name", "outcome")
+    __slots__ = ("slot", "ticket", "fn", "outcome")
 
-    def __init__(self, slot: int, ticket: int, name: str) -> None:
+    def __init__(self, slot: int, ticket: int, fn: Any) -> None:
         self.slot = slot
         self.ticket = ticket
-        self.name = name
+        self.fn = fn  # for error messages only; its name is looked up when one is needed
         self.outcome: tuple | None = None
+
+    @property
+    def name(self) -> str:
+        return getattr(self.fn, "__qualname__", None) or type(self.fn).__qualname__
 
 
 class Task:
@@ -85,10 +89,10 @@ class Task:
                 f"got {serialization_format!r}"
             )
         tag, payload = _wire.encode_call(fn, args, kwargs, serialization_format, use_dill)
-        slot, ticket = self._submit(tag, payload)
-        self._calls.append(_Call(slot, ticket, getattr(fn, "__qualname__", type(fn).__qualname__)))
+        handle = self._pool.core.submit(tag, payload) or self._submit_when_full(tag, payload)
+        self._calls.append(_Call(*handle, fn))
 
-    def _submit(self, tag: int, payload: bytes) -> tuple[int, int]:
+    def _submit_when_full(self, tag: int, payload: Any) -> tuple[int, int]:
         core = self._pool.core
         while True:
             handle = core.submit(tag, payload)
