@@ -8,7 +8,7 @@ start with fresh connection wrappers; connections then open lazily, one per work
 open across calls within ``CONN_MAX_AGE``, checked before and after each call like Django does
 around a request.
 
-The parent records which databases the pool was started with (at the fork), and restarts the
+The parent records which databases the pool was started with (a pool-start hook), and restarts the
 pool on the next ``Task()`` if they changed: the test runner swaps NAME for the test database
 after the pool may already be running.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -132,30 +133,35 @@ def in_memory_sqlite(db: Mapping[str, Any]) -> bool:
     )
 
 
-def _before_fork() -> None:
+def _record_databases() -> None:
+    """A pool is starting: remember which databases its workers will be forked with."""
     global _started_with
-    if _lifecycle._forking_supervisor:  # the parent forking a pool's supervisor
-        try:
-            _started_with = database_fingerprint()
-        except Exception:  # noqa: BLE001 - never break a fork; unknown means "do not restart"
-            _started_with = None
+    try:
+        _started_with = database_fingerprint()
+    except Exception:  # noqa: BLE001 - never block a pool start; unknown means "do not restart"
+        _started_with = None
+    _warn_in_memory()
+
+
+def databases_changed() -> str | None:
+    """Why the running pool's workers reach other databases than this process does now (the
+    test runner swapped NAME for the test database), or None."""
+    if _started_with is None or _started_with == database_fingerprint():
+        return None
+    return "DATABASES changed since it started (test database?)"
 
 
 def refresh_pool() -> bool:
     """Stops this process's pool if its workers were forked with other databases than the
     current ones (so the next Task() starts workers on the current ones). True if it did.
 
-    Runs on every ``Task()`` through the options provider.
+    ``Task()`` makes the same check itself (``_hooks.restart_pool_when``).
     """
     pool = _lifecycle.current()
-    if pool is None or pool.pid != os.getpid():
-        _warn_in_memory()  # a pool is about to start
-        return False
-    if _started_with is None or _started_with == database_fingerprint():
+    if pool is None or pool.pid != os.getpid() or databases_changed() is None:
         return False
     logger.info("multicore: DATABASES changed since the pool started (test database?); restarting it")
     _lifecycle.shutdown()
-    _warn_in_memory()
     return True
 
 
@@ -169,14 +175,22 @@ def _warn_in_memory() -> None:
                 "processes and will see an empty database. Use a file (for tests: "
                 f'DATABASES[{alias!r}]["TEST"]["NAME"]); see docs/testing.md',
                 MulticoreWarning,
-                stacklevel=4,
+                stacklevel=_user_stacklevel(),
             )
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning raised by our caller at the first frame outside
+    multicore (the user's ``Task()`` or ``initialize()``, however deep the pool start ran)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def options_provider() -> dict[str, Any]:
     """The options provider the app installs: MULTICORE settings as pool options."""
-    if not _lifecycle.in_worker():
-        refresh_pool()
     return multicore_settings.pool_options()
 
 
@@ -191,4 +205,5 @@ def install() -> None:
     _hooks.on_worker_exit(_on_worker_exit)
     _hooks.before_each_call(_on_before_call)
     _hooks.after_each_call(_on_after_call)
-    os.register_at_fork(before=_before_fork)
+    _hooks.on_pool_start(_record_databases)
+    _hooks.restart_pool_when(databases_changed)

@@ -8,7 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 Hook = Callable[[], None]
+#: Returns why the running pool no longer fits this process, or None while it does.
+Staleness = Callable[[], "str | None"]
 
+pool_start: list[Hook] = []
+pool_stale: list[Staleness] = []
 supervisor_start: list[Hook] = []
 worker_start: list[Hook] = []
 worker_exit: list[Hook] = []
@@ -20,6 +24,17 @@ def _add(hooks: list[Hook], fn: Hook) -> Hook:
     if fn not in hooks:
         hooks.append(fn)
     return fn
+
+
+def on_pool_start(fn: Hook) -> Hook:
+    """Runs in the parent just before it starts a pool (records what the workers will inherit)."""
+    return _add(pool_start, fn)
+
+
+def restart_pool_when(check: Staleness) -> Staleness:
+    """``check()`` runs in the parent before a running pool is used; a reason (not None) means
+    the workers were forked with state that no longer holds, and the pool is replaced first."""
+    return _add(pool_stale, check)
 
 
 def on_supervisor_start(fn: Hook) -> Hook:

@@ -8,13 +8,14 @@ starts its own pool on first use, so it never touches its parent's workers.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
 import warnings
 from typing import Any
 
-from multicore import _core, _options, _process
+from multicore import _core, _hooks, _options, _process
 
 
 class PoolHandle:
@@ -27,6 +28,8 @@ class PoolHandle:
         self.pid = os.getpid()
         self.started_at = time.monotonic()
 
+
+logger = logging.getLogger("multicore")
 
 _lock = threading.RLock()
 _pool: PoolHandle | None = None
@@ -43,6 +46,7 @@ def usable_cpus() -> int:
 
 def _start(options: _options.Options) -> PoolHandle:
     global _forking_supervisor
+    _hooks.run(_hooks.pool_start)
     workers = options.workers or usable_cpus()
     core = _core.Pool(
         workers,
@@ -74,21 +78,21 @@ def initialize(workers: int | None = None, **options: Any) -> None:
     global _pool
     opts = _options.current(workers=workers, **options)
     with _lock:
-        if _pool is not None and _pool.core.alive():
-            return
-        _discard_dead()
-        _pool = _start(opts)
+        _drop_unusable()
+        if _pool is None:
+            _pool = _start(opts)
 
 
 def ensure_pool() -> PoolHandle:
-    """The running pool, started with the configured options if there is none (or it died)."""
+    """The running pool, started with the configured options if there is none, it died, or it
+    no longer fits this process (see ``_hooks.restart_pool_when``)."""
     global _pool
     pool = _pool
-    if pool is not None and pool.pid == os.getpid() and pool.core.alive():
+    if pool is not None and pool.pid == os.getpid() and pool.core.alive() and _stale() is None:
         return pool
     with _lock:
-        if _pool is None or not _pool.core.alive():
-            _discard_dead()
+        _drop_unusable()
+        if _pool is None:
             _pool = _start(_options.current())
         return _pool
 
@@ -97,10 +101,25 @@ def current() -> PoolHandle | None:
     return _pool
 
 
-def _discard_dead() -> None:
+def _stale() -> str | None:
+    for check in _hooks.pool_stale:
+        reason = check()
+        if reason is not None:
+            return reason
+    return None
+
+
+def _drop_unusable() -> None:
+    """Under _lock: forgets a dead pool, and stops one that no longer fits this process."""
     global _pool
-    if _pool is not None:
+    if _pool is None:
+        return
+    if not _pool.core.alive():
         _pool.core.shutdown(0.0)
+        _pool = None
+    elif (reason := _stale()) is not None:
+        logger.info("multicore: restarting the pool: %s", reason)
+        _pool.core.shutdown(_pool.options.shutdown_grace)
         _pool = None
 
 
