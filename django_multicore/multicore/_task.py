@@ -93,13 +93,10 @@ class Task:
         self._calls.append(_Call(*handle, fn))
 
     def _submit_when_full(self, tag: int, payload: Any) -> tuple[int, int]:
+        """``run()`` found every slot in use: make room, by collecting our own finished results
+        (blocking on our oldest call) or waiting for another thread to free one, then retry."""
         core = self._pool.core
         while True:
-            handle = core.submit(tag, payload)
-            if handle is not None:
-                return handle
-            # Every slot is in use: make room by collecting our own finished results (blocking on
-            # our oldest call), or wait for another thread to free one.
             if self._harvested < len(self._calls):
                 call = self._calls[self._harvested]
                 if call.outcome is None:
@@ -107,6 +104,9 @@ class Task:
                 self._harvest_finished()
             else:
                 core.wait_for_free_slot(0.1)
+            handle = core.submit(tag, payload)
+            if handle is not None:
+                return handle
 
     def _harvest_finished(self) -> None:
         """Collects, in order, every result that is already there (frees their slots)."""
