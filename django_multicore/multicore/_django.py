@@ -157,8 +157,7 @@ def refresh_pool() -> bool:
 
     ``Task()`` makes the same check itself (``_hooks.restart_pool_when``).
     """
-    pool = _lifecycle.current()
-    if pool is None or pool.pid != os.getpid() or databases_changed() is None:
+    if _lifecycle.owned() is None or databases_changed() is None:
         return False
     logger.info("multicore: DATABASES changed since the pool started (test database?); restarting it")
     _lifecycle.shutdown()

@@ -101,6 +101,13 @@ def current() -> PoolHandle | None:
     return _pool
 
 
+def owned() -> PoolHandle | None:
+    """This process's own pool, or None. (A forked supervisor or worker still holds its parent's
+    handle in ``_pool``; it must never act on it.)"""
+    pool = _pool
+    return pool if pool is not None and pool.pid == os.getpid() else None
+
+
 def _stale() -> str | None:
     for check in _hooks.pool_stale:
         reason = check()
@@ -134,8 +141,8 @@ def shutdown() -> None:
 
 def pool_info() -> dict[str, Any]:
     """A snapshot of this process's pool: worker pids and states, counters, options."""
-    pool = _pool
-    if pool is None or pool.pid != os.getpid():
+    pool = owned()
+    if pool is None:
         return {"running": False, "workers": [], "pid": os.getpid()}
     info = pool.core.info()
     info["running"] = pool.core.alive() and info["state"] == "running"

@@ -37,7 +37,6 @@ from types import FunctionType, MethodType
 from typing import Any
 
 from django.db import connections
-from django.db.models import QuerySet
 from django.urls import get_script_prefix, get_urlconf, set_script_prefix, set_urlconf
 from django.utils import timezone, translation
 from rest_framework import mixins

@@ -35,8 +35,7 @@ __all__ = ["when_ready", "post_fork", "post_worker_init", "worker_int", "worker_
 
 
 def _drop_master_pool(server: Any) -> None:
-    pool = _lifecycle.current()
-    if pool is not None and pool.pid == os.getpid():
+    if _lifecycle.owned() is not None:
         server.log.warning(
             "multicore: the gunicorn master (pid %s) had started a pool, probably while loading "
             "the app (preload_app); stopping it: each worker starts its own", os.getpid())

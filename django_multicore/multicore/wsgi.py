@@ -18,7 +18,6 @@ its first request.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -50,8 +49,7 @@ def warm_up(timeout: float = 10.0) -> bool:
 
 
 def pool_started_here() -> bool:
-    pool = _lifecycle.current()
-    return pool is not None and pool.pid == os.getpid()
+    return _lifecycle.owned() is not None
 
 
 def loading_in_preforking_master() -> bool:

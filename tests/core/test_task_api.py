@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-import multicore
 from multicore import Task
 from multicore.exceptions import (
     MulticoreError,
