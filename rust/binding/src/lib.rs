@@ -62,13 +62,6 @@ impl Outgoing {
         Ok(Outgoing { tag: tag | FRAMED, single: None, header: engine::frame::header(&lens), buffers })
     }
 
-    fn len(&self, py: Python<'_>) -> usize {
-        match &self.single {
-            Some(b) => b.as_bytes(py).len(),
-            None => self.header.len() + self.buffers.iter().map(|b| b.len_bytes()).sum::<usize>(),
-        }
-    }
-
     /// The parts to write, borrowed from the Python objects (kept alive by `self`). Large ones
     /// are copied with the GIL released: `bytes` are immutable and an exported `bytearray`
     /// cannot be resized, so the memory stays valid (a concurrent in-place write by another
@@ -153,7 +146,7 @@ impl Pool {
     fn submit(&self, py: Python<'_>, tag: u32, payload: &Bound<'_, PyAny>) -> PyResult<Option<(u32, u64)>> {
         let outgoing = Outgoing::new(tag, payload)?;
         let parts = outgoing.parts(py);
-        let out = if outgoing.len(py) > DETACH_COPY {
+        let out = if parts.iter().map(|p| p.len()).sum::<usize>() > DETACH_COPY {
             py.detach(|| self.inner.submit(outgoing.tag, &parts))
         } else {
             self.inner.submit(outgoing.tag, &parts)
@@ -345,7 +338,7 @@ impl Worker {
         let outgoing = Outgoing::new(tag, payload)?;
         let parts = outgoing.parts(py);
         let inner = &mut self.inner;
-        let out = if outgoing.len(py) > DETACH_COPY {
+        let out = if parts.iter().map(|p| p.len()).sum::<usize>() > DETACH_COPY {
             py.detach(|| inner.reply(call, outgoing.tag, &parts))
         } else {
             inner.reply(call, outgoing.tag, &parts)
