@@ -7,6 +7,8 @@ import importlib.util
 from django.apps import AppConfig
 from django.core.exceptions import ImproperlyConfigured
 
+from multicore._pool.lifecycle import warm_up  # noqa: F401 - documented here before it moved to multicore.warm_up
+
 
 class MulticoreConfig(AppConfig):
     """Connects multicore to Django. Starts no workers: the pool starts on the first ``Task()``
@@ -18,11 +20,12 @@ class MulticoreConfig(AppConfig):
     verbose_name = "Multicore"
 
     def ready(self) -> None:
-        from multicore import _django, _options, checks  # noqa: F401 - checks registers itself
+        from multicore import checks, options  # noqa: F401 - checks registers itself
         from multicore import settings as multicore_settings
+        from multicore.db import connections
 
-        _options.set_provider(_django.options_provider)
-        _django.install()
+        options.set_provider(connections.options_provider)
+        connections.install()
         # A bad MULTICORE value must not break start-up here: the checks report it with a hint.
         if multicore_settings.drf_patch_requested() and importlib.util.find_spec("rest_framework"):
             try:
@@ -32,16 +35,3 @@ class MulticoreConfig(AppConfig):
                     f'MULTICORE["drf-list-patch"] is on but multicore.drf could not be imported: {exc}'
                 ) from exc
             drf.patch()
-
-
-def warm_up(timeout: float = 10.0) -> bool:
-    """Starts this process's pool now instead of on the first ``Task()``, and waits up to
-    ``timeout`` seconds for its workers (see :func:`multicore.wsgi.warm_up`).
-
-    Call it where a server process starts serving (a gunicorn ``post_fork`` hook, the end of
-    ``wsgi.py`` without ``preload_app``) so the first request does not pay for the fork. Not in
-    a process that forks servers afterwards: each process needs its own pool.
-    """
-    from multicore import wsgi
-
-    return wsgi.warm_up(timeout)

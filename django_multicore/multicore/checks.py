@@ -26,7 +26,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         ))
     workers = user.get("workers")
     if workers is not None:
-        from multicore._lifecycle import usable_cpus
+        from multicore._pool.lifecycle import usable_cpus
 
         cpus = usable_cpus()
         if workers > cpus:
@@ -46,7 +46,7 @@ def check_databases(app_configs: Any = None, databases: Any = None, **kwargs: An
         return []
     from django.db import connections
 
-    from multicore._django import in_memory_sqlite
+    from multicore.db.connections import in_memory_sqlite
 
     return [
         checks.Warning(

@@ -12,6 +12,8 @@ import signal as _signal
 
 __all__ = [
     "MulticoreError",
+    "ConfigurationError",
+    "MulticoreOSError",
     "TaskCompleteError",
     "TimeoutExceededError",
     "WorkerLostError",
@@ -27,6 +29,14 @@ __all__ = [
 
 class MulticoreError(Exception):
     """Base class of all multicore errors."""
+
+
+class ConfigurationError(MulticoreError, ValueError):
+    """An option or setting is out of range or of the wrong type; the message names it and the fix."""
+
+
+class MulticoreOSError(MulticoreError, OSError):
+    """A system call the pool needs failed (memfd, fork, pidfd...); ``errno`` says why."""
 
 
 class TaskCompleteError(MulticoreError):

@@ -28,14 +28,14 @@ import os
 from typing import Any
 
 import multicore
-from multicore import _lifecycle
-from multicore.wsgi import warm_up
+from multicore._pool import lifecycle
+from multicore._pool.lifecycle import warm_up
 
 __all__ = ["when_ready", "post_fork", "post_worker_init", "worker_int", "worker_abort", "worker_exit", "child_exit"]
 
 
 def _drop_master_pool(server: Any) -> None:
-    if _lifecycle.owned() is not None:
+    if lifecycle.owned() is not None:
         server.log.warning(
             "multicore: the gunicorn master (pid %s) had started a pool, probably while loading "
             "the app (preload_app); stopping it: each worker starts its own", os.getpid())
@@ -66,7 +66,7 @@ def post_worker_init(worker: Any) -> None:
 
 
 def _stop(worker: Any) -> None:
-    if _lifecycle.current() is not None:
+    if lifecycle.current() is not None:
         multicore.shutdown()
 
 

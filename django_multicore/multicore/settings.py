@@ -30,7 +30,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
-    # The pool (multicore._options.Options, read when the pool starts; "max-load-average" and
+    # The pool (multicore.options.Options, read when the pool starts; "max-load-average" and
     # "timeout" are read by every Task()).
     "workers": None,
     "max-load-average": None,
@@ -196,7 +196,7 @@ def get_config() -> Mapping[str, Any]:
 
 @functools.cache
 def pool_options() -> dict[str, Any]:
-    """The pool's part of the settings, as ``multicore._options.Options`` keywords.
+    """The pool's part of the settings, as ``multicore.options.Options`` keywords.
 
     Cached like get_config(): one mapping until MULTICORE changes, so the options built from it
     are cached too (every Task() asks for them).

@@ -26,9 +26,9 @@ __all__ = ["refresh_pool", "DiscoverRunner", "multicore_db"]
 def refresh_pool() -> bool:
     """Restarts the pool on the next ``Task()`` if it was started with other databases (or
     with database access blocked). ``Task()`` does this check itself; call it to be explicit."""
-    from multicore import _django
+    from multicore.db import connections
 
-    return _django.refresh_pool()
+    return connections.refresh_pool()
 
 
 class DiscoverRunner(_DjangoDiscoverRunner):

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from multicore import _lifecycle
+from multicore._pool.lifecycle import default_workers
 
 __all__ = [
     "ranges",
@@ -21,12 +21,12 @@ __all__ = [
 
 # Django helpers load lazily, so plain-Python users never import Django.
 _LAZY = {
-    "keyset_ranges": "multicore._queryset",
-    "keyset_filter": "multicore._queryset",
-    "stable_order": "multicore._queryset",
-    "in_atomic_block": "multicore._queryset",
-    "parallel_safe": "multicore._queryset",
-    "PicklableWSGIRequest": "multicore._request",
+    "keyset_ranges": "multicore.db.queryset",
+    "keyset_filter": "multicore.db.queryset",
+    "stable_order": "multicore.db.queryset",
+    "in_atomic_block": "multicore.db.queryset",
+    "parallel_safe": "multicore.db.queryset",
+    "PicklableWSGIRequest": "multicore.request",
 }
 
 
@@ -44,21 +44,13 @@ def _length(iterable: Any) -> int:
         from django.db.models.query import QuerySet
 
         if isinstance(iterable, QuerySet):
-            from multicore._queryset import guard_atomic
+            from multicore.db.queryset import guard_atomic
 
             guard_atomic(iterable, "ranges(queryset)", stacklevel=4)  # workers cannot see uncommitted rows
             return iterable.count()  # one COUNT(*) instead of fetching every row
     return len(iterable)
 
 
-def default_workers() -> int:
-    """The worker count of this process's pool, or the one it would start with."""
-    pool = _lifecycle.current()
-    if pool is not None:
-        return pool.workers
-    from multicore import _options
-
-    return _options.current().workers or _lifecycle.usable_cpus()
 
 
 def ranges(iterable: Any, min_range_size: int = 0, number_of_workers: int | None = None) -> Iterator[tuple[int, int]]:

@@ -19,37 +19,17 @@ its first request.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import multicore
-from multicore import _lifecycle
+from multicore._pool import lifecycle
+from multicore._pool.lifecycle import warm_up
 
 __all__ = ["MulticoreMiddleware", "warm_up"]
 
 
-def warm_up(timeout: float = 10.0) -> bool:
-    """Starts this process's pool (idempotent) and waits up to ``timeout`` s for every worker.
-
-    Returns True when all workers are ready. Does nothing inside a multicore worker.
-    """
-    if _lifecycle.in_worker():
-        return False
-    multicore.initialize()
-    deadline = time.monotonic() + timeout
-    while True:
-        info = multicore.pool_info()
-        workers = info["workers"]
-        if info["running"] and workers and all(w["pid"] and w["state"] in ("idle", "busy") for w in workers):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.005)
-
-
 def pool_started_here() -> bool:
-    return _lifecycle.owned() is not None
+    return lifecycle.owned() is not None
 
 
 def loading_in_preforking_master() -> bool:

@@ -5,7 +5,8 @@ import os
 import pytest
 
 import multicore
-from multicore import Task, _core, _task
+from multicore import Task, _core
+from multicore._pool import task as _task
 from tests.conftest import pid_alive, run_python, wait_until, worker_pids
 from tests.core import helpers
 

@@ -15,7 +15,9 @@ import urllib.request
 import pytest
 
 import multicore
-from multicore import _django, _hooks, _options
+from multicore.db import connections as _django
+from multicore import hooks as _hooks
+from multicore import options as _options
 from tests.conftest import ROOT, pid_alive, run_python, wait_until, worker_pids
 
 

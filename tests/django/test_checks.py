@@ -73,7 +73,7 @@ def test_e007_drf_patch_without_drf(monkeypatch):
 
 
 def test_w001_more_workers_than_cpus():
-    from multicore._lifecycle import usable_cpus
+    from multicore._pool.lifecycle import usable_cpus
 
     _only({"workers": usable_cpus() + 1}, "multicore.W001", level=checks.WARNING)
 

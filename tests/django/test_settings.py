@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 import multicore
-from multicore import _options
+from multicore import options as _options
 from multicore.settings import DEFAULTS, POOL_KEYS, get_config, parse_size, pool_options
 from tests.conftest import ROOT
 

@@ -74,7 +74,7 @@ def test_json_is_spliced_other_renderings_travel_as_objects(drf_db, client):
 
 
 def test_when_no_cpu_is_idle(compare, settings):
-    from multicore._lifecycle import usable_cpus
+    from multicore._pool.lifecycle import usable_cpus
     from tests.drf.conftest import MULTICORE
 
     # More idle CPUs than the machine has: never true, as this thread is running.

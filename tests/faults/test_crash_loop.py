@@ -12,7 +12,8 @@ def test_start_up_crash_loop_makes_the_pool_unavailable():
     proc = run_python(r'''
 import os, time
 import multicore
-from multicore import Task, _hooks
+from multicore import Task
+from multicore import hooks as _hooks
 from multicore.exceptions import PoolUnavailableError
 from tests.faults._util import cpu_ticks, wait_for
 

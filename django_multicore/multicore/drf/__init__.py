@@ -45,9 +45,11 @@ from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
 import multicore
-from multicore import _lifecycle, _rows
+from multicore._pool import lifecycle
+from multicore.drf import rows as _rows
 from multicore.settings import get_config
-from multicore.utils import default_workers, ranges
+from multicore._pool.lifecycle import default_workers
+from multicore.utils import ranges
 
 __all__ = ["patch", "unpatch", "is_patched", "parallel_list", "stats", "SplicedRows"]
 
@@ -188,7 +190,7 @@ def _cores_free(view) -> bool:
         return True
     global _cpus
     if _cpus is None:
-        _cpus = _lifecycle.usable_cpus()
+        _cpus = lifecycle.usable_cpus()
     for attempt in range(3):
         if attempt:
             time.sleep(0.0003)
@@ -239,7 +241,7 @@ class _Context:
 
     @classmethod
     def capture(cls, view, request) -> _Context:
-        from multicore._request import PicklableWSGIRequest
+        from multicore.request import PicklableWSGIRequest
 
         splice, separator = _splice_format(view, request)
         state = {}

@@ -15,7 +15,9 @@ import time
 import warnings
 from typing import Any
 
-from multicore import _core, _hooks, _options, _process
+from multicore import _core, hooks
+from multicore import options as _options
+from multicore._pool import process
 
 
 class PoolHandle:
@@ -37,7 +39,7 @@ _forking_supervisor = False
 
 
 def in_worker() -> bool:
-    return _process.role != "parent"
+    return process.role != "parent"
 
 
 def usable_cpus() -> int:
@@ -46,7 +48,7 @@ def usable_cpus() -> int:
 
 def _start(options: _options.Options) -> PoolHandle:
     global _forking_supervisor
-    _hooks.run(_hooks.pool_start)
+    hooks.run(hooks.pool_start)
     workers = options.workers or usable_cpus()
     core = _core.Pool(
         workers,
@@ -64,7 +66,7 @@ def _start(options: _options.Options) -> PoolHandle:
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid == 0:
-            _process.supervisor_main(core, options)
+            process.supervisor_main(core, options)
     finally:
         _forking_supervisor = False
     core.supervisor_started(pid)
@@ -85,7 +87,7 @@ def initialize(workers: int | None = None, **options: Any) -> None:
 
 def ensure_pool() -> PoolHandle:
     """The running pool, started with the configured options if there is none, it died, or it
-    no longer fits this process (see ``_hooks.restart_pool_when``)."""
+    no longer fits this process (see ``hooks.restart_pool_when``)."""
     global _pool
     pool = _pool
     if pool is not None and pool.pid == os.getpid() and pool.core.alive() and _stale() is None:
@@ -109,7 +111,7 @@ def owned() -> PoolHandle | None:
 
 
 def _stale() -> str | None:
-    for check in _hooks.pool_stale:
+    for check in hooks.pool_stale:
         reason = check()
         if reason is not None:
             return reason
@@ -137,6 +139,36 @@ def shutdown() -> None:
         pool, _pool = _pool, None
     if pool is not None and pool.pid == os.getpid():
         pool.core.shutdown(pool.options.shutdown_grace)
+
+
+def default_workers() -> int:
+    """The worker count of this process's pool, or the one it would start with."""
+    pool = _pool
+    if pool is not None:
+        return pool.workers
+    return _options.current().workers or usable_cpus()
+
+
+def warm_up(timeout: float = 10.0) -> bool:
+    """Starts this process's pool now instead of on the first ``Task()`` (idempotent), and waits
+    up to ``timeout`` seconds for every worker. True when all workers are ready.
+
+    Call it where a server process starts serving (a gunicorn ``post_worker_init`` hook, the WSGI
+    middleware), so the first request does not pay for the fork. Not in a process that forks
+    servers afterwards: each process needs its own pool. Does nothing inside a multicore worker.
+    """
+    if in_worker():
+        return False
+    initialize()
+    deadline = time.monotonic() + timeout
+    while True:
+        info = pool_info()
+        workers = info["workers"]
+        if info["running"] and workers and all(w["pid"] and w["state"] in ("idle", "busy") for w in workers):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
 
 
 def pool_info() -> dict[str, Any]:

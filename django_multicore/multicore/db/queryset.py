@@ -122,7 +122,7 @@ def keyset_ranges(queryset: QuerySet, min_range_size: int = 0, number_of_workers
     the whole key space (first ``lo`` and last ``hi`` are None), so no row is lost or read twice,
     even for an unordered queryset or rows added meanwhile. Rows come back in primary-key order.
     """
-    from multicore.utils import default_workers
+    from multicore._pool.lifecycle import default_workers
 
     _check_unsliced(queryset, "keyset_ranges()")
     if isinstance(min_range_size, bool) or not isinstance(min_range_size, int) or min_range_size < 0:

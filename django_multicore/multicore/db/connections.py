@@ -26,7 +26,8 @@ from django.conf import settings as django_settings
 from django.db import close_old_connections, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from multicore import _hooks, _lifecycle
+from multicore import hooks
+from multicore._pool import lifecycle
 from multicore import settings as multicore_settings
 from multicore.exceptions import MulticoreWarning
 
@@ -155,12 +156,12 @@ def refresh_pool() -> bool:
     """Stops this process's pool if its workers were forked with other databases than the
     current ones (so the next Task() starts workers on the current ones). True if it did.
 
-    ``Task()`` makes the same check itself (``_hooks.restart_pool_when``).
+    ``Task()`` makes the same check itself (``hooks.restart_pool_when``).
     """
-    if _lifecycle.owned() is None or databases_changed() is None:
+    if lifecycle.owned() is None or databases_changed() is None:
         return False
     logger.info("multicore: DATABASES changed since the pool started (test database?); restarting it")
-    _lifecycle.shutdown()
+    lifecycle.shutdown()
     return True
 
 
@@ -199,10 +200,10 @@ def install() -> None:
     if _installed:
         return
     _installed = True
-    _hooks.on_supervisor_start(_on_supervisor_start)
-    _hooks.on_worker_start(_on_worker_start)
-    _hooks.on_worker_exit(_on_worker_exit)
-    _hooks.before_each_call(_on_before_call)
-    _hooks.after_each_call(_on_after_call)
-    _hooks.on_pool_start(_record_databases)
-    _hooks.restart_pool_when(databases_changed)
+    hooks.on_supervisor_start(_on_supervisor_start)
+    hooks.on_worker_start(_on_worker_start)
+    hooks.on_worker_exit(_on_worker_exit)
+    hooks.before_each_call(_on_before_call)
+    hooks.after_each_call(_on_after_call)
+    hooks.on_pool_start(_record_databases)
+    hooks.restart_pool_when(databases_changed)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from multicore import _core, _lifecycle, _options, _wire
+from multicore import _core
+from multicore._pool import lifecycle
+from multicore import options as _options
+from multicore._pool import wire
 from multicore.exceptions import (
     PoolUnavailableError,
     TaskCompleteError,
@@ -28,7 +31,7 @@ def _load_average() -> float | None:
 def machine_busy(max_load_average: float) -> bool:
     """True when the 1-minute load average exceeds ``max_load_average`` per usable CPU."""
     load = _load_average()
-    return load is not None and load > max_load_average * _lifecycle.usable_cpus()
+    return load is not None and load > max_load_average * lifecycle.usable_cpus()
 
 
 class _Call:
@@ -56,14 +59,14 @@ class Task:
     __slots__ = ("_pool", "_calls", "_harvested", "_complete", "_timeout", "_lost_seen")
 
     def __new__(cls, max_load_average: float | None = None, timeout: float | None = None) -> Task | None:  # type: ignore[misc]
-        if _lifecycle.in_worker():
+        if lifecycle.in_worker():
             return None
         options = _options.current()
         limit = max_load_average if max_load_average is not None else options.max_load_average
         if limit is not None and machine_busy(limit):
             return None
         self = super().__new__(cls)
-        self._pool = _lifecycle.ensure_pool()
+        self._pool = lifecycle.ensure_pool()
         # Worker deaths are counted from here: one that happens before get() starts waiting
         # (a call that crashes at once) must still be noticed at once, not in its turn.
         self._lost_seen = self._pool.core.lost_seq()
@@ -83,12 +86,12 @@ class Task:
             raise TaskCompleteError()
         if not callable(fn):
             raise TypeError(f"Task.run() needs a callable first, got {type(fn).__name__}: {fn!r:.80}")
-        if serialization_format not in _wire.FORMATS:
+        if serialization_format not in wire.FORMATS:
             raise ValueError(
-                f"serialization_format must be one of {', '.join(map(repr, _wire.FORMATS))}, "
+                f"serialization_format must be one of {', '.join(map(repr, wire.FORMATS))}, "
                 f"got {serialization_format!r}"
             )
-        tag, payload = _wire.encode_call(fn, args, kwargs, serialization_format, use_dill)
+        tag, payload = wire.encode_call(fn, args, kwargs, serialization_format, use_dill)
         handle = self._pool.core.submit(tag, payload) or self._submit_when_full(tag, payload)
         self._calls.append(_Call(*handle, fn))
 
@@ -138,7 +141,7 @@ class Task:
             # Timeouts and Ctrl-C stop the work; after a lost worker the rest may finish, unread.
             self._cancel_pending(kill=not isinstance(exc, WorkerLostError))
             raise
-        return [_wire.decode_result(*call.outcome[1:]) for call in self._calls]
+        return [wire.decode_result(*call.outcome[1:]) for call in self._calls]
 
     def _wait_all(self, deadline: float | None, timeout: float | None) -> None:
         core = self._pool.core

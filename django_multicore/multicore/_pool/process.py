@@ -13,8 +13,11 @@ import signal
 import sys
 import traceback
 
-from multicore import _core, _forksafe, _hooks, _wire
-from multicore._options import Options
+from multicore import _core
+from multicore._pool import forksafe
+from multicore import hooks
+from multicore._pool import wire
+from multicore.options import Options
 from multicore.exceptions import SerializationError, SharedMemoryError
 
 logger = logging.getLogger("multicore.worker")
@@ -44,10 +47,10 @@ def supervisor_main(pool: _core.Pool, options: Options) -> None:
     role = "supervisor"
     code = 0
     try:
-        _forksafe.refresh_output_streams()
+        forksafe.refresh_output_streams()
         _reset_signals()
         supervisor = pool.become_supervisor()
-        _hooks.run(_hooks.supervisor_start)
+        hooks.run(hooks.supervisor_start)
         del pool
         while (indices := supervisor.next_action()) is not None:
             for index in indices:
@@ -71,10 +74,10 @@ def worker_main(supervisor: _core.Supervisor, index: int, options: Options) -> N
     try:
         worker = supervisor.become_worker(index)
         del supervisor
-        _hooks.run(_hooks.worker_start)
+        hooks.run(hooks.worker_start)
         worker.ready()
         _serve(worker, options)
-        _hooks.run(_hooks.worker_exit)
+        hooks.run(hooks.worker_exit)
     except BaseException:  # noqa: BLE001
         logger.exception("multicore worker %d (pid %d) failed", index, os.getpid())
         code = 1
@@ -87,7 +90,7 @@ def worker_main(supervisor: _core.Supervisor, index: int, options: Options) -> N
 
 
 def _serve(worker: _core.Worker, options: Options) -> None:
-    cache = _wire.WorkerCache()
+    cache = wire.WorkerCache()
     pid = os.getpid()
     while (call := worker.next_call()) is not None:
         slot, ticket = call
@@ -95,14 +98,14 @@ def _serve(worker: _core.Worker, options: Options) -> None:
         try:
             worker.reply(slot, ticket, kind, body)
         except SharedMemoryError as exc:
-            error = SerializationError(f"the result of {_wire.describe(fn)} could not be sent back: {exc}")
-            worker.reply(slot, ticket, *_wire.encode_error(error, ""))
+            error = SerializationError(f"the result of {wire.describe(fn)} could not be sent back: {exc}")
+            worker.reply(slot, ticket, *wire.encode_error(error, ""))
         if _should_retire(worker, options, pid):
             worker.retire(10.0)
             return
 
 
-def _execute(worker: _core.Worker, cache: _wire.WorkerCache, slot: int, ticket: int) -> tuple[int, bytes, object]:
+def _execute(worker: _core.Worker, cache: wire.WorkerCache, slot: int, ticket: int) -> tuple[int, bytes, object]:
     fn = None
     try:
         tag, payload = worker.read_request(slot, ticket)
@@ -113,15 +116,15 @@ def _execute(worker: _core.Worker, cache: _wire.WorkerCache, slot: int, ticket: 
             "argument types must be importable in the worker: one defined in __main__ after the "
             "pool started does not exist there (define it before initialize() or the first Task())"
         )
-        return (*_wire.encode_error(error, traceback.format_exc()), fn)
-    _hooks.run(_hooks.before_call)
+        return (*wire.encode_error(error, traceback.format_exc()), fn)
+    hooks.run(hooks.before_call)
     try:
         result = fn(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt go back too
-        return (*_wire.encode_error(exc, traceback.format_exc()), fn)
+        return (*wire.encode_error(exc, traceback.format_exc()), fn)
     finally:
-        _hooks.run(_hooks.after_call)
-    return (*_wire.encode_result(result, fmt, fn), fn)
+        hooks.run(hooks.after_call)
+    return (*wire.encode_result(result, fmt, fn), fn)
 
 
 def _should_retire(worker: _core.Worker, options: Options, pid: int) -> bool:

@@ -1,0 +1,1 @@
+"""Database connections across forks, and queryset helpers for splitting work (Django only)."""
