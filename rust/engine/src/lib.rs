@@ -67,7 +67,7 @@ mod protocol_tests;
 pub mod region;
 pub mod segment;
 pub mod supervisor;
-pub mod sys;
+mod sys;
 pub mod worker;
 
 pub use error::{Error, Result};
