@@ -7,7 +7,7 @@ import multicore
 from multicore import _core
 
 STUB = ast.parse((pathlib.Path(multicore.__file__).parent / "_core.pyi").read_text())
-ALIASES = {"Payload", "Outgoing", "Outcome"}
+ALIASES = {"_Payload", "_Outgoing", "_Outcome"}
 
 
 def _names(body):

@@ -51,7 +51,7 @@ def _start(options: _options.Options) -> PoolHandle:
     hooks.run(hooks.pool_start)
     workers = options.workers or usable_cpus()
     core = _core.Pool(
-        workers,
+        workers=workers,
         slots=options.slots,
         inline_size=options.inline_size,
         worker_spin_us=options.worker_spin_us,

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use engine::layout::{MAX_INLINE_SIZE, MAX_SLOTS, MAX_SPIN_US, MAX_WORKERS, MIN_INLINE_SIZE, MIN_SLOTS, MIN_WORKERS};
 use engine::{Action, Outcome};
 use multicore_engine as engine;
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
@@ -17,17 +17,51 @@ const SLICE: Duration = Duration::from_millis(100);
 /// Payloads above this are copied with the GIL released.
 const DETACH_COPY: usize = 64 * 1024;
 
-fn to_py_err(py: Python<'_>, err: engine::Error) -> PyErr {
-    let class = match &err {
-        engine::Error::SharedMemory { .. } => "SharedMemoryError",
-        engine::Error::Protocol(_) | engine::Error::StaleHandle { .. } => "ProtocolError",
-        engine::Error::Unavailable(_) => "PoolUnavailableError",
-        engine::Error::Config(_) => return PyValueError::new_err(err.to_string()),
-        engine::Error::Os { .. } => return PyOSError::new_err(err.to_string()),
-    };
-    match py.import("multicore.exceptions").and_then(|m| m.getattr(class)) {
-        Ok(cls) => PyErr::from_type(cls.cast_into().expect("exception class"), err.to_string()),
-        Err(e) => e,
+/// Typed handles on the classes of `multicore.exceptions`, each imported once and cached by
+/// pyo3; `check` resolves them all when `_core` is imported, so a renamed class fails that import
+/// instead of the first error that needs it.
+mod exceptions {
+    use pyo3::prelude::*;
+
+    macro_rules! imported {
+        ($($name:ident),* $(,)?) => {
+            $(pyo3::import_exception!(multicore.exceptions, $name);)*
+
+            pub(crate) fn check(py: Python<'_>) -> PyResult<()> {
+                let module = py.import("multicore.exceptions")?;
+                $(module.getattr(stringify!($name))?;)*
+                Ok(())
+            }
+        };
+    }
+
+    imported!(
+        ConfigurationError,
+        MulticoreOSError,
+        PoolUnavailableError,
+        ProtocolError,
+        SerializationError,
+        SharedMemoryError
+    );
+}
+
+use exceptions::{
+    ConfigurationError, MulticoreOSError, PoolUnavailableError, ProtocolError, SerializationError, SharedMemoryError,
+};
+
+/// The Python exception for an engine error; every one is a `MulticoreError`.
+fn to_py_err(err: engine::Error) -> PyErr {
+    let message = err.to_string();
+    match err {
+        engine::Error::Config(_) => ConfigurationError::new_err(message),
+        // (errno, text), as OSError takes them, so `.errno` and `.strerror` are set.
+        engine::Error::Os { source, .. } => match source.raw_os_error() {
+            Some(errno) => MulticoreOSError::new_err((errno, message)),
+            None => MulticoreOSError::new_err(message),
+        },
+        engine::Error::SharedMemory { .. } => SharedMemoryError::new_err(message),
+        engine::Error::Protocol(_) | engine::Error::StaleHandle { .. } => ProtocolError::new_err(message),
+        engine::Error::Unavailable(_) => PoolUnavailableError::new_err(message),
     }
 }
 
@@ -45,16 +79,24 @@ struct Outgoing {
 impl Outgoing {
     fn new(tag: u32, payload: &Bound<'_, PyAny>) -> PyResult<Outgoing> {
         if tag & FRAMED != 0 {
-            return Err(PyValueError::new_err("payload tags must be below 2**31"));
+            return Err(ProtocolError::new_err(format!("payload tag {tag} is not below 2**31")));
         }
         if let Ok(bytes) = payload.cast::<PyBytes>() {
             return Ok(Outgoing { tag, single: Some(bytes.clone().unbind()), header: Vec::new(), buffers: Vec::new() });
         }
+        let not_a_payload = |e: PyErr| {
+            let err = SerializationError::new_err(format!(
+                "a payload is bytes or a sequence of contiguous byte buffers, not {}",
+                payload.get_type().name().map_or_else(|_| "this object".into(), |n| n.to_string())
+            ));
+            err.set_cause(payload.py(), Some(e));
+            err
+        };
         let mut buffers = Vec::new();
-        for item in payload.try_iter()? {
-            let buffer = PyBuffer::<u8>::get(&item?)?;
+        for item in payload.try_iter().map_err(not_a_payload)? {
+            let buffer = PyBuffer::<u8>::get(&item?).map_err(not_a_payload)?;
             if !buffer.is_c_contiguous() {
-                return Err(PyTypeError::new_err("payload parts must be contiguous byte buffers"));
+                return Err(SerializationError::new_err("payload parts must be contiguous byte buffers"));
             }
             buffers.push(buffer);
         }
@@ -78,6 +120,18 @@ impl Outgoing {
                 .collect(),
         }
     }
+
+    /// Hands the parts to `write` (an engine submit or reply), with the GIL released when the
+    /// copy into shared memory is large enough to be worth it.
+    fn write_with<T: Send>(&self, py: Python<'_>, write: impl FnOnce(u32, &[&[u8]]) -> T + Send) -> T {
+        let parts = self.parts(py);
+        let tag = self.tag;
+        if parts.iter().map(|p| p.len()).sum::<usize>() > DETACH_COPY {
+            py.detach(|| write(tag, &parts))
+        } else {
+            write(tag, &parts)
+        }
+    }
 }
 
 /// Builds the Python value of a received payload: `bytes`, or a list of `bytes` when framed.
@@ -85,7 +139,7 @@ fn incoming(py: Python<'_>, tag: u32, bytes: &[u8]) -> PyResult<(u32, Py<PyAny>)
     if tag & FRAMED == 0 {
         return Ok((tag, PyBytes::new(py, bytes).into_any().unbind()));
     }
-    let parts = engine::frame::split(bytes).map_err(|e| to_py_err(py, e))?;
+    let parts = engine::frame::split(bytes).map_err(to_py_err)?;
     let list = PyList::empty(py);
     for part in parts {
         list.append(PyBytes::new(py, part))?;
@@ -105,10 +159,10 @@ struct Pool {
 
 #[pymethods]
 impl Pool {
+    /// Every option is a required keyword: the defaults live in Python's `Options` alone.
     #[new]
-    #[pyo3(signature = (workers, slots=256, inline_size=3968, worker_spin_us=200, parent_spin_us=50, max_payload=None))]
+    #[pyo3(signature = (*, workers, slots, inline_size, worker_spin_us, parent_spin_us, max_payload))]
     fn new(
-        py: Python<'_>,
         workers: u32,
         slots: u32,
         inline_size: u32,
@@ -117,21 +171,16 @@ impl Pool {
         max_payload: Option<u64>,
     ) -> PyResult<Self> {
         let cfg = engine::Config { workers, slots, inline_size, worker_spin_us, parent_spin_us, max_payload };
-        Ok(Pool { inner: engine::Pool::create(&cfg).map_err(|e| to_py_err(py, e))? })
+        Ok(Pool { inner: engine::Pool::create(&cfg).map_err(to_py_err)? })
     }
 
-    #[getter]
-    fn owner_pid(&self) -> u32 {
-        self.inner.owner_pid()
-    }
-
-    fn become_supervisor(&self, py: Python<'_>) -> PyResult<Supervisor> {
-        let inner = self.inner.become_supervisor().map_err(|e| to_py_err(py, e))?;
+    fn become_supervisor(&self) -> PyResult<Supervisor> {
+        let inner = self.inner.become_supervisor().map_err(to_py_err)?;
         Ok(Supervisor { inner })
     }
 
-    fn supervisor_started(&self, py: Python<'_>, pid: u32) -> PyResult<()> {
-        self.inner.supervisor_started(pid).map_err(|e| to_py_err(py, e))
+    fn supervisor_started(&self, pid: u32) -> PyResult<()> {
+        self.inner.supervisor_started(pid).map_err(to_py_err)
     }
 
     fn forget_in_child(&self) {
@@ -145,18 +194,12 @@ impl Pool {
     /// Publishes a call; returns (slot, ticket), or None when every slot is taken.
     fn submit(&self, py: Python<'_>, tag: u32, payload: &Bound<'_, PyAny>) -> PyResult<Option<(u32, u64)>> {
         let outgoing = Outgoing::new(tag, payload)?;
-        let parts = outgoing.parts(py);
-        let out = if parts.iter().map(|p| p.len()).sum::<usize>() > DETACH_COPY {
-            py.detach(|| self.inner.submit(outgoing.tag, &parts))
-        } else {
-            self.inner.submit(outgoing.tag, &parts)
-        };
-        out.map_err(|e| to_py_err(py, e))
+        outgoing.write_with(py, |tag, parts| self.inner.submit(tag, parts)).map_err(to_py_err)
     }
 
     /// ("done", tag, bytes) | ("lost", pid, status) | None while the call is pending.
     fn take(&self, py: Python<'_>, slot: u32, ticket: u64) -> PyResult<Option<Py<PyAny>>> {
-        let out = self.inner.take(slot, ticket, |tag, bytes| incoming(py, tag, bytes)).map_err(|e| to_py_err(py, e))?;
+        let out = self.inner.take(slot, ticket, |tag, bytes| incoming(py, tag, bytes)).map_err(to_py_err)?;
         Ok(match out {
             Outcome::Done(payload) => {
                 let (tag, payload) = payload?;
@@ -198,10 +241,7 @@ impl Pool {
                 if let Some(out) = self.take(py, slot, ticket)? {
                     return Ok(Some(out));
                 }
-                return Err(to_py_err(
-                    py,
-                    engine::Error::Unavailable("the pool's supervisor process exited; the pool is gone".into()),
-                ));
+                return Err(PoolUnavailableError::new_err("the pool's supervisor process exited; the pool is gone"));
             }
         }
     }
@@ -271,18 +311,18 @@ impl Supervisor {
     /// Worker indices to fork, or None when the supervisor should stop its workers and exit.
     fn next_action(&mut self, py: Python<'_>) -> PyResult<Option<Vec<u32>>> {
         let inner = &mut self.inner;
-        match py.detach(|| inner.next_action()).map_err(|e| to_py_err(py, e))? {
+        match py.detach(|| inner.next_action()).map_err(to_py_err)? {
             Action::Spawn(indices) => Ok(Some(indices)),
             Action::Exit => Ok(None),
         }
     }
 
-    fn spawned(&mut self, py: Python<'_>, index: u32, pid: u32) -> PyResult<()> {
-        self.inner.spawned(index, pid).map_err(|e| to_py_err(py, e))
+    fn spawned(&mut self, index: u32, pid: u32) -> PyResult<()> {
+        self.inner.spawned(index, pid).map_err(to_py_err)
     }
 
-    fn become_worker(&mut self, py: Python<'_>, index: u32) -> PyResult<Worker> {
-        Ok(Worker { inner: self.inner.become_worker(index).map_err(|e| to_py_err(py, e))? })
+    fn become_worker(&mut self, index: u32) -> PyResult<Worker> {
+        Ok(Worker { inner: self.inner.become_worker(index).map_err(to_py_err)? })
     }
 
     fn stop_workers(&mut self, py: Python<'_>, grace: f64) {
@@ -301,11 +341,6 @@ struct Worker {
 #[pymethods]
 impl Worker {
     #[getter]
-    fn index(&self) -> u32 {
-        self.inner.index()
-    }
-
-    #[getter]
     fn tasks_done(&self) -> u64 {
         self.inner.tasks_done()
     }
@@ -322,7 +357,7 @@ impl Worker {
 
     fn read_request(&self, py: Python<'_>, slot: u32, ticket: u64) -> PyResult<(u32, Py<PyAny>)> {
         let call = engine::Call { slot, ticket };
-        self.inner.read_request(call, |tag, bytes| incoming(py, tag, bytes)).map_err(|e| to_py_err(py, e))?
+        self.inner.read_request(call, |tag, bytes| incoming(py, tag, bytes)).map_err(to_py_err)?
     }
 
     /// Publishes a response; False when the parent had abandoned the call.
@@ -336,14 +371,8 @@ impl Worker {
     ) -> PyResult<bool> {
         let call = engine::Call { slot, ticket };
         let outgoing = Outgoing::new(tag, payload)?;
-        let parts = outgoing.parts(py);
         let inner = &mut self.inner;
-        let out = if parts.iter().map(|p| p.len()).sum::<usize>() > DETACH_COPY {
-            py.detach(|| inner.reply(call, outgoing.tag, &parts))
-        } else {
-            inner.reply(call, outgoing.tag, &parts)
-        };
-        out.map_err(|e| to_py_err(py, e))
+        outgoing.write_with(py, |tag, parts| inner.reply(call, tag, parts)).map_err(to_py_err)
     }
 
     fn retire(&mut self, py: Python<'_>, max_wait: f64) {
@@ -355,26 +384,35 @@ impl Worker {
 
 #[pyfunction]
 fn usable_cpus() -> u32 {
-    engine::cpus::usable_cpus()
+    engine::host::usable_cpus()
 }
 
 #[pyfunction]
 fn load_average() -> Option<f64> {
-    engine::cpus::load_average()
+    engine::host::load_average()
 }
 
 #[pyfunction]
 fn rss_bytes(pid: u32) -> u64 {
-    engine::cpus::rss_bytes(pid)
+    engine::host::rss_bytes(pid)
 }
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // Rust log records go to Python's `logging` (logger names start with "multicore"), so they
-    // follow the application's handlers instead of writing to stderr on their own.
+    // Rust log records go to Python's `logging`: pyo3-log turns a record's target into the logger
+    // name (`::` -> `.`), and the engine logs under "multicore.engine.<module>", so they follow
+    // the application's handlers for "multicore" instead of writing to stderr on their own.
     let _ = pyo3_log::try_init();
+    exceptions::check(m.py())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("LAYOUT_VERSION", engine::layout::LAYOUT_VERSION)?;
+    // The engine's limits of the pool options, so Python's option checks derive from them.
+    m.add("MIN_WORKERS", MIN_WORKERS)?;
+    m.add("MAX_WORKERS", MAX_WORKERS)?;
+    m.add("MIN_SLOTS", MIN_SLOTS)?;
+    m.add("MAX_SLOTS", MAX_SLOTS)?;
+    m.add("MIN_INLINE_SIZE", MIN_INLINE_SIZE)?;
+    m.add("MAX_INLINE_SIZE", MAX_INLINE_SIZE)?;
+    m.add("MAX_SPIN_US", MAX_SPIN_US)?;
     m.add_class::<Pool>()?;
     m.add_class::<Supervisor>()?;
     m.add_class::<Worker>()?;

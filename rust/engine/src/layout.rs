@@ -12,6 +12,7 @@
 //! written before the release store of the slot state and read after its acquire load, and they
 //! are validated on read (see [`crate::descriptor`]) because a dying writer can leave anything.
 
+use std::fmt;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
 
 pub const MAGIC: [u8; 8] = *b"MCOREPOL";
@@ -20,12 +21,23 @@ pub const LAYOUT_VERSION: u32 = 1;
 pub const LINE: usize = 128;
 pub const SLOT_META: usize = 128;
 
-/// Hard upper bounds, so a corrupt header can never make us index out of the mapping.
+// The limits of a `Config`, checked by `validate()`. The binding exports them under the same
+// names (`multicore._core.MAX_SLOTS`, ...), so Python derives its option checks from these and
+// a value Python accepts is never refused here. The upper bounds also keep a corrupt header
+// from making us index outside the mapping.
+pub const MIN_WORKERS: u32 = 1;
 pub const MAX_WORKERS: u32 = 1024;
+/// One slot for a call in flight plus one to submit the next while its result is read.
+pub const MIN_SLOTS: u32 = 2;
 pub const MAX_SLOTS: u32 = 65536;
-pub const MAX_INLINE: u32 = 1 << 20;
+/// Room for a small pickle inline; below this nearly every call would need a segment.
+pub const MIN_INLINE_SIZE: u32 = 64;
+pub const MAX_INLINE_SIZE: u32 = 1 << 20;
+/// The spin times are stored as u32 microseconds.
+pub const MAX_SPIN_US: u32 = u32::MAX;
 
-/// Pool geometry and behaviour, fixed when the pool is created.
+/// Pool geometry and behaviour, fixed when the pool is created. It has no defaults: those live
+/// in one table on the Python side (the `Options` dataclass), which always passes every field.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub workers: u32,
@@ -40,6 +52,9 @@ pub struct Config {
     pub max_payload: Option<u64>,
 }
 
+/// A small valid pool for the engine's own unit tests (no caller outside tests may rely on
+/// defaults here).
+#[cfg(test)]
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -56,14 +71,17 @@ impl Default for Config {
 impl Config {
     pub fn validate(&self) -> crate::Result<()> {
         use crate::Error::Config as E;
-        if self.workers == 0 || self.workers > MAX_WORKERS {
-            return Err(E(format!("workers must be 1..={MAX_WORKERS}, got {}", self.workers)));
+        if !(MIN_WORKERS..=MAX_WORKERS).contains(&self.workers) {
+            return Err(E(format!("workers must be {MIN_WORKERS}..={MAX_WORKERS}, got {}", self.workers)));
         }
-        if self.slots < 2 || self.slots > MAX_SLOTS {
-            return Err(E(format!("slots must be 2..={MAX_SLOTS}, got {}", self.slots)));
+        if !(MIN_SLOTS..=MAX_SLOTS).contains(&self.slots) {
+            return Err(E(format!("slots must be {MIN_SLOTS}..={MAX_SLOTS}, got {}", self.slots)));
         }
-        if self.inline_size < 64 || self.inline_size > MAX_INLINE {
-            return Err(E(format!("inline_size must be 64..={MAX_INLINE}, got {}", self.inline_size)));
+        if !(MIN_INLINE_SIZE..=MAX_INLINE_SIZE).contains(&self.inline_size) {
+            return Err(E(format!(
+                "inline_size must be {MIN_INLINE_SIZE}..={MAX_INLINE_SIZE}, got {}",
+                self.inline_size
+            )));
         }
         Ok(())
     }
@@ -192,10 +210,66 @@ impl WorkerState {
 }
 
 /// How a process ended, packed into one i32: `>= 0` exit code, `< 0` minus the signal number.
+///
+/// Displayed as Python's `WorkerLostError.describe` spells it ("SIGKILL (-9)", "exit code 1"), so
+/// a log line from the engine and an exception from Python read the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitStatus {
     Code(i32),
     Signal(i32),
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitStatus::Code(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signal(sig) => match signal_name(sig) {
+                Some(name) => write!(f, "{name} ({})", self.to_raw()),
+                None => write!(f, "signal {sig} ({})", self.to_raw()),
+            },
+        }
+    }
+}
+
+/// The name Python's `signal.Signals` gives a signal number on Linux.
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSTKFLT => "SIGSTKFLT",
+        libc::SIGCHLD => "SIGCHLD",
+        libc::SIGCONT => "SIGCONT",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGTSTP => "SIGTSTP",
+        libc::SIGTTIN => "SIGTTIN",
+        libc::SIGTTOU => "SIGTTOU",
+        libc::SIGURG => "SIGURG",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGVTALRM => "SIGVTALRM",
+        libc::SIGPROF => "SIGPROF",
+        libc::SIGWINCH => "SIGWINCH",
+        libc::SIGIO => "SIGIO",
+        libc::SIGPWR => "SIGPWR",
+        libc::SIGSYS => "SIGSYS",
+        // glibc's real-time range, as Python reads it at run time.
+        34 => "SIGRTMIN",
+        64 => "SIGRTMAX",
+        _ => return None,
+    })
 }
 
 impl ExitStatus {
@@ -224,6 +298,7 @@ impl ExitStatus {
 }
 
 #[repr(C, align(128))]
+#[derive(Debug)]
 pub struct Header {
     pub magic: [u8; 8],
     pub version: u32,
@@ -244,6 +319,7 @@ pub struct Header {
 
 /// The cache line idle workers spin on; written by the parent on every submit.
 #[repr(C, align(128))]
+#[derive(Debug)]
 pub struct Doorbell {
     /// Futex word for sleeping workers: bumped on every submit and on shutdown.
     pub work_seq: AtomicU32,
@@ -267,6 +343,7 @@ pub struct Doorbell {
 }
 
 #[repr(C, align(128))]
+#[derive(Debug)]
 pub struct Counters {
     /// Futex word bumped whenever a slot returns to FREE (for callers waiting for capacity).
     pub free_seq: AtomicU32,
@@ -282,6 +359,7 @@ pub struct Counters {
 }
 
 #[repr(C, align(128))]
+#[derive(Debug)]
 pub struct WorkerEntry {
     pub state: AtomicU32,
     pub pid: AtomicU32,
@@ -315,6 +393,7 @@ pub struct RawDescriptor {
 }
 
 #[repr(C, align(128))]
+#[derive(Debug)]
 pub struct SlotMeta {
     pub state: AtomicU32,
     /// 1 while the parent sleeps on `state`, so a worker issues FUTEX_WAKE only when needed.
@@ -329,11 +408,11 @@ pub struct SlotMeta {
     pub response: RawDescriptor,
 }
 
-const _: () = assert!(std::mem::size_of::<Header>() == LINE);
-const _: () = assert!(std::mem::size_of::<Doorbell>() == LINE);
-const _: () = assert!(std::mem::size_of::<Counters>() == LINE);
-const _: () = assert!(std::mem::size_of::<WorkerEntry>() == LINE);
-const _: () = assert!(std::mem::size_of::<SlotMeta>() == SLOT_META);
+const _: () = assert!(size_of::<Header>() == LINE);
+const _: () = assert!(size_of::<Doorbell>() == LINE);
+const _: () = assert!(size_of::<Counters>() == LINE);
+const _: () = assert!(size_of::<WorkerEntry>() == LINE);
+const _: () = assert!(size_of::<SlotMeta>() == SLOT_META);
 
 #[cfg(test)]
 mod tests {
@@ -382,5 +461,36 @@ mod tests {
         assert!(Config { slots: 1, ..Config::default() }.validate().is_err());
         assert!(Config { inline_size: 8, ..Config::default() }.validate().is_err());
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn the_exported_limits_are_exactly_what_validate_accepts() {
+        let ok = |cfg: Config| cfg.validate().is_ok();
+        let base = Config::default;
+        assert!(ok(Config { workers: MIN_WORKERS, ..base() }) && !ok(Config { workers: MIN_WORKERS - 1, ..base() }));
+        assert!(ok(Config { workers: MAX_WORKERS, ..base() }) && !ok(Config { workers: MAX_WORKERS + 1, ..base() }));
+        assert!(ok(Config { slots: MIN_SLOTS, ..base() }) && !ok(Config { slots: MIN_SLOTS - 1, ..base() }));
+        assert!(ok(Config { slots: MAX_SLOTS, ..base() }) && !ok(Config { slots: MAX_SLOTS + 1, ..base() }));
+        assert!(ok(Config { inline_size: MIN_INLINE_SIZE, ..base() }));
+        assert!(!ok(Config { inline_size: MIN_INLINE_SIZE - 1, ..base() }));
+        assert!(ok(Config { inline_size: MAX_INLINE_SIZE, ..base() }));
+        assert!(!ok(Config { inline_size: MAX_INLINE_SIZE + 1, ..base() }));
+        assert!(ok(Config { worker_spin_us: MAX_SPIN_US, parent_spin_us: MAX_SPIN_US, ..base() }));
+        let err = Config { inline_size: 32, ..base() }.validate().unwrap_err().to_string();
+        assert_eq!(err, "invalid pool configuration: inline_size must be 64..=1048576, got 32");
+    }
+
+    #[test]
+    fn exit_statuses_read_as_python_describes_them() {
+        // The same strings as multicore.exceptions.WorkerLostError.describe(status).
+        assert_eq!(ExitStatus::Signal(9).to_string(), "SIGKILL (-9)");
+        assert_eq!(ExitStatus::Signal(11).to_string(), "SIGSEGV (-11)");
+        assert_eq!(ExitStatus::Signal(15).to_string(), "SIGTERM (-15)");
+        assert_eq!(ExitStatus::Signal(6).to_string(), "SIGABRT (-6)");
+        assert_eq!(ExitStatus::Signal(64).to_string(), "SIGRTMAX (-64)");
+        assert_eq!(ExitStatus::Signal(35).to_string(), "signal 35 (-35)");
+        assert_eq!(ExitStatus::Code(1).to_string(), "exit code 1");
+        assert_eq!(ExitStatus::Code(0).to_string(), "exit code 0");
+        assert_eq!(ExitStatus::from_raw(-9).to_string(), "SIGKILL (-9)");
     }
 }

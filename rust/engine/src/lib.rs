@@ -32,24 +32,42 @@
 //! The only blocking primitive is the futex on words inside the shared region; there are no pipes
 //! and no sleeps on the hot path. The death pipe and pidfds are watched by the supervisor only.
 //!
+//! # Modules
+//!
+//! Imports go one way, from the roles down to the shared layers; no role imports a role below it
+//! for a helper, only for the type it hands over (`Pool` -> `Supervisor` -> `WorkerChannel`).
+//!
+//! ```text
+//!   roles       parent (Pool) ──▶ supervisor (Supervisor) ──▶ worker (WorkerChannel)
+//!                   │                  │                          │
+//!   protocol    notify: the counted wake-ups all roles share (free slots, lost calls)
+//!               descriptor ─▶ segment: where a payload is (inline, or a sender's segment)
+//!               frame: how a multi-part payload is laid out (used by the binding)
+//!   memory      region: the mapping and its bounds checks; layout: the #[repr(C)] structs,
+//!               states, limits
+//!   system      sys: every raw system call (futex, pidfd, pipe, memfd, kill, waitpid)
+//!               host: usable CPUs, load average, resident memory
+//! ```
+//!
 //! # Fork safety
 //!
 //! The engine starts no thread and takes no lock that lives in shared memory; the only
 //! process-local lock guards the parent's list of outgoing segments and is never touched by a
 //! forked child, which builds its own pool.
 
-pub mod cpus;
 pub mod descriptor;
 pub mod error;
 pub mod frame;
-pub mod futex;
+pub mod host;
 pub mod layout;
+mod notify;
 pub mod parent;
 #[cfg(test)]
 mod protocol_tests;
 pub mod region;
 pub mod segment;
 pub mod supervisor;
+mod sys;
 pub mod worker;
 
 pub use error::{Error, Result};

@@ -3,18 +3,19 @@
 //! Many parent threads may use one `Pool` at once; every shared step is a CAS on a slot state, and
 //! the one process-local lock guards the parent's outgoing segments.
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicI32, AtomicU32};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::descriptor;
-use crate::futex;
 use crate::layout::{Config, ExitStatus, PoolState, SlotState, WorkerState};
+use crate::notify::{self, decrement, notify_free, wake_all_waiters};
 use crate::region::Region;
 use crate::segment::Segments;
 use crate::supervisor::Supervisor;
+use crate::sys;
 use crate::{Error, Result};
 
 /// What `take` found in a slot.
@@ -41,6 +42,7 @@ pub enum Cancelled {
     Gone,
 }
 
+#[derive(Debug)]
 pub struct WorkerInfo {
     pub index: u32,
     pub pid: u32,
@@ -53,6 +55,7 @@ pub struct WorkerInfo {
     pub last_exit: Option<(u32, ExitStatus)>,
 }
 
+#[derive(Debug)]
 pub struct PoolInfo {
     pub state: PoolState,
     pub supervisor_pid: u32,
@@ -64,6 +67,7 @@ pub struct PoolInfo {
     pub discarded: u64,
 }
 
+#[derive(Debug)]
 pub struct Pool {
     region: Region,
     segments: Mutex<Segments>,
@@ -79,6 +83,7 @@ pub struct Pool {
 }
 
 /// An owned fd that any thread may take exactly once (-1 = empty).
+#[derive(Debug)]
 struct FdCell(AtomicI32);
 
 impl FdCell {
@@ -112,39 +117,10 @@ impl Drop for FdCell {
     }
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid 2-int array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Error::os("pipe2 for the supervisor's death pipe"));
-    }
-    // SAFETY: both fds are fresh and ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-pub(crate) fn pidfd_open(pid: u32) -> Result<OwnedFd> {
-    // SAFETY: plain syscall; result checked.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(Error::os("pidfd_open"));
-    }
-    // SAFETY: fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Waits up to `timeout` for a pidfd to report its process's exit.
-pub(crate) fn pidfd_exited(fd: &impl AsRawFd, timeout: Duration) -> bool {
-    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd.
-    let rc = unsafe { libc::poll(&mut p, 1, ms) };
-    rc > 0 && p.revents != 0
-}
-
 impl Pool {
     pub fn create(cfg: &Config) -> Result<Pool> {
         let region = Region::create(cfg)?;
-        let (death_read, death_write) = pipe()?;
+        let (death_read, death_write) = sys::pipe("pipe2 for the supervisor's death pipe")?;
         Ok(Pool {
             region,
             segments: Mutex::new(Segments::default()),
@@ -181,7 +157,7 @@ impl Pool {
     pub fn supervisor_started(&self, pid: u32) -> Result<()> {
         drop(self.death_read.take());
         self.supervisor_pid.store(pid, Release);
-        self.supervisor_pidfd.put(pidfd_open(pid)?);
+        self.supervisor_pidfd.put(sys::pidfd_open(pid)?);
         Ok(())
     }
 
@@ -201,7 +177,7 @@ impl Pool {
         let fd = self.supervisor_pidfd.raw();
         // SAFETY: the cell keeps the fd open while it is non-negative; a concurrent shutdown
         // closing it makes poll report POLLNVAL, which reads as "exited" — the truth by then.
-        fd >= 0 && !pidfd_exited(&unsafe { BorrowedFd::borrow_raw(fd) }, Duration::ZERO)
+        fd >= 0 && !sys::pidfd_exited(&unsafe { BorrowedFd::borrow_raw(fd) }, Duration::ZERO)
     }
 
     fn check_running(&self) -> Result<()> {
@@ -212,7 +188,7 @@ impl Pool {
             PoolState::Broken => {
                 let status = ExitStatus::from_raw(self.region.header().broken_status.load(Acquire));
                 Err(Error::Unavailable(format!(
-                    "workers kept dying during start-up (last: {status:?}); the pool stopped \
+                    "workers kept dying during start-up (last: {status}); the pool stopped \
                      respawning them. Check worker start-up (imports, Django set-up) and call \
                      shutdown() then initialize() again"
                 )))
@@ -224,26 +200,38 @@ impl Pool {
     /// take finished results, or `wait_for_free_slot`).
     pub fn submit(&self, tag: u32, parts: &[&[u8]]) -> Result<Option<(u32, u64)>> {
         self.check_running()?;
+        let Some(slot) = self.reserve() else { return Ok(None) };
+        let ticket = self.write_and_publish(slot, tag, parts)?;
+        self.ring_doorbell();
+        Ok(Some((slot, ticket)))
+    }
+
+    /// Step 1 of a submit: takes a FREE slot (FREE -> RESERVED), scanning from a shared cursor so
+    /// concurrent submitters spread over the slots.
+    fn reserve(&self) -> Option<u32> {
         let n = self.region.slots();
-        let counters = self.region.counters();
-        let start = counters.alloc_cursor.fetch_add(1, Relaxed) % n;
-        let slot = (0..n).map(|i| (start + i) % n).find(|&i| {
+        let start = self.region.counters().alloc_cursor.fetch_add(1, Relaxed) % n;
+        (0..n).map(|i| (start + i) % n).find(|&i| {
             let state = &self.region.slot(i).state;
             // A plain load first: a failed CAS on a line another CPU owns costs ~100x more.
             // ORDERING: Acquire pairs with the Release store of FREE, so the previous owner's
             // last reads of this slot happen before we overwrite it.
             state.load(Relaxed) == 0
                 && state.compare_exchange(0, SlotState::Reserved.to_raw(), Acquire, Relaxed).is_ok()
-        });
-        let Some(slot) = slot else { return Ok(None) };
+        })
+    }
+
+    /// Step 2: stamps a fresh ticket on the reserved slot, writes the request (inline or into a
+    /// segment) and publishes QUEUED. On an error the slot is freed and nothing was published.
+    fn write_and_publish(&self, slot: u32, tag: u32, parts: &[&[u8]]) -> Result<u64> {
         let meta = self.region.slot(slot);
-        let ticket = counters.next_ticket.fetch_add(1, Relaxed) + 1;
+        let ticket = self.region.counters().next_ticket.fetch_add(1, Relaxed) + 1;
         meta.ticket.store(ticket, Relaxed);
         meta.req_taken.store(0, Relaxed);
         meta.waiter.store(0, Relaxed);
         let written = {
             let region = &self.region;
-            let mut segs = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+            let mut segs = self.segments.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let to = descriptor::Destination { slot, ticket, response: false };
             descriptor::write(region, to, tag, parts, &mut segs, |s, t| request_in_use(region, s, t))
         };
@@ -253,25 +241,29 @@ impl Pool {
         }
         // ORDERING: Release publishes the descriptor and payload written above to the claimer.
         meta.state.store(SlotState::Queued.to_raw(), Release);
+        Ok(ticket)
+    }
+
+    /// Step 3: counts the new call and wakes a sleeping worker, unless the spinning worker and
+    /// the workers already woken cover the queue, or every sleeper is already on its way.
+    fn ring_doorbell(&self) {
         let bell = self.region.doorbell();
         bell.queued.fetch_add(1, SeqCst);
-        bell.parent_cpu.store(futex::current_cpu(), Relaxed);
+        bell.parent_cpu.store(sys::current_cpu(), Relaxed);
         // ORDERING: SeqCst bump then SeqCst load of `sleepers` pairs with the worker's SeqCst
         // `sleepers` increment then `work_seq` futex compare (a Dekker pair): either the worker
-        // sees the new work or we see it asleep and wake it.
+        // sees the new work or we see it asleep and wake it. The `spinner` load is only a hint
+        // (see WorkerChannel::next_call for why trusting it cannot strand a call).
         bell.work_seq.fetch_add(1, SeqCst);
-        // Wake a sleeper unless the spinning worker and the workers already woken cover the
-        // queue, or every sleeper is already on its way.
-        let spinning = (bell.spinner.load(SeqCst) != 0) as i32;
+        let spinning = i32::from(bell.spinner.load(SeqCst) != 0);
         let waking = bell.waking.load(SeqCst) as i32;
         if bell.sleepers.load(SeqCst) as i32 > waking && bell.queued.load(SeqCst) as i32 > spinning + waking {
             bell.waking.fetch_add(1, SeqCst);
-            if futex::wake(&bell.work_seq, 1) == 0 {
+            if sys::futex_wake(&bell.work_seq, 1) == 0 {
                 // Nobody was in the futex (a sleeper about to re-check sees this call anyway).
                 decrement(&bell.waking);
             }
         }
-        Ok(Some((slot, ticket)))
     }
 
     fn free(&self, slot: u32) {
@@ -338,7 +330,7 @@ impl Pool {
             return Writer::Recorded { pid, status: ExitStatus::from_raw(meta.lost_status.load(Relaxed)) };
         }
         // Dead but not yet reaped: the supervisor records it within moments and wakes us.
-        if unrecorded && process_gone(pid) {
+        if unrecorded && sys::process_gone(pid) {
             Writer::Dying
         } else {
             Writer::Alive
@@ -356,10 +348,10 @@ impl Pool {
         let meta = self.region.slot(slot);
         let ready = |raw: u32| matches!(SlotState::from_raw(raw), Some(SlotState::Done | SlotState::Lost) | None);
         let stop = |raw: u32| ready(raw) || meta.ticket.load(Relaxed) != ticket || self.lost_seq() != lost_seen;
-        let spin = Duration::from_micros(self.region.header().parent_spin_us as u64);
+        let spin = Duration::from_micros(u64::from(self.region.header().parent_spin_us));
         if !spin.is_zero() {
             let spin_until = Instant::now() + spin;
-            let my_cpu = futex::current_cpu();
+            let my_cpu = sys::current_cpu();
             loop {
                 let raw = meta.state.load(Acquire);
                 if stop(raw) {
@@ -389,7 +381,7 @@ impl Pool {
             }
             // ORDERING: waiter=1 (SeqCst) before re-reading the state, against the worker's
             // state CAS (SeqCst) before reading `waiter`: one of us sees the other.
-            futex::wait(&meta.state, raw, Some(until - now));
+            sys::futex_wait(&meta.state, raw, Some(until - now));
             meta.waiter.store(0, Relaxed);
             if stop(meta.state.load(Acquire)) {
                 return;
@@ -399,15 +391,13 @@ impl Pool {
 
     /// Blocks until some slot may have been freed or `until` passes.
     pub fn wait_for_free_slot(&self, until: Instant) {
-        let c = self.region.counters();
-        let seq = c.free_seq.load(SeqCst);
-        c.free_waiters.fetch_add(1, SeqCst);
-        let any_free = (0..self.region.slots()).any(|i| self.region.slot(i).state.load(Relaxed) == 0);
-        let now = Instant::now();
-        if !any_free && now < until && self.state() == PoolState::Running {
-            futex::wait(&c.free_seq, seq, Some(until - now));
-        }
-        c.free_waiters.fetch_sub(1, SeqCst);
+        // ORDERING: the scan runs after notify::wait_for_free registered us as a waiter (SeqCst),
+        // and a slot freed after that wakes us through notify_free; see notify.rs.
+        notify::wait_for_free(&self.region, || {
+            let any_free = (0..self.region.slots()).any(|i| self.region.slot(i).state.load(Relaxed) == 0);
+            let now = Instant::now();
+            (!any_free && now < until && self.state() == PoolState::Running).then(|| until - now)
+        });
     }
 
     /// Gives up on a call. A queued call is withdrawn; a running one is abandoned (its result will
@@ -434,8 +424,7 @@ impl Pool {
                     let abandoned = SlotState::Abandoned(w).to_raw();
                     if meta.state.compare_exchange(raw, abandoned, AcqRel, Relaxed).is_ok() {
                         if kill && pid != 0 {
-                            // SAFETY: plain syscall; at worst the pid already exited (ESRCH).
-                            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                            sys::kill(pid);
                         }
                         return Cancelled::Abandoned { pid };
                     }
@@ -461,19 +450,17 @@ impl Pool {
         if header.pool_state.load(Acquire) == PoolState::Running as u32 {
             header.pool_state.store(PoolState::Stopping as u32, SeqCst);
         }
-        futex::wake_all(&self.region.doorbell().work_seq);
+        sys::futex_wake_all(&self.region.doorbell().work_seq);
         wake_all_waiters(&self.region);
         drop(self.death_write.take());
         if let Some(fd) = self.supervisor_pidfd.take() {
             let pid = self.supervisor_pid.load(Acquire);
             // The supervisor gives workers `grace` then kills them; allow it a little longer.
-            if !pidfd_exited(&fd, grace + Duration::from_secs(1)) {
-                // SAFETY: the supervisor is our child and not yet reaped, so the pid is still ours.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            if !sys::pidfd_exited(&fd, grace + Duration::from_secs(1)) {
+                // The supervisor is our child and not yet reaped, so the pid is still ours.
+                sys::kill(pid);
             }
-            let mut status = 0;
-            // SAFETY: reaping our own child.
-            unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+            sys::waitpid(pid);
         }
     }
 
@@ -516,19 +503,6 @@ enum Writer {
     Alive,
 }
 
-/// True when `pid` no longer runs: gone, a zombie, or exiting (its files close before it turns
-/// into a zombie, and that is when a reader notices).
-fn process_gone(pid: u32) -> bool {
-    const PF_EXITING: u64 = 0x4;
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return true;
-    };
-    let mut fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace();
-    let state = fields.next().unwrap_or("");
-    let flags: u64 = fields.nth(5).and_then(|f| f.parse().ok()).unwrap_or(0);
-    state == "Z" || state == "X" || flags & PF_EXITING != 0
-}
-
 /// The parent's request segment for (slot, ticket) is still needed until the worker copied it.
 fn request_in_use(region: &Region, slot: u32, ticket: u64) -> bool {
     let meta = region.slot(slot);
@@ -539,30 +513,4 @@ fn request_in_use(region: &Region, slot: u32, ticket: u64) -> bool {
         SlotState::from_raw(meta.state.load(Acquire)),
         Some(SlotState::Reserved | SlotState::Queued | SlotState::Claimed(_) | SlotState::Abandoned(_))
     )
-}
-
-/// Decrements a counter that must never wrap below zero.
-pub(crate) fn decrement(counter: &AtomicU32) {
-    let _ = counter.fetch_update(SeqCst, SeqCst, |v| v.checked_sub(1));
-}
-
-pub(crate) fn notify_free(region: &Region) {
-    let c = region.counters();
-    c.free_seq.fetch_add(1, SeqCst);
-    if c.free_waiters.load(SeqCst) > 0 {
-        futex::wake_all(&c.free_seq);
-    }
-}
-
-/// Wakes every parent thread sleeping on a slot or on free capacity, so it re-checks the pool.
-pub(crate) fn wake_all_waiters(region: &Region) {
-    region.counters().lost_seq.fetch_add(1, SeqCst);
-    for i in 0..region.slots() {
-        let meta = region.slot(i);
-        if meta.waiter.load(SeqCst) != 0 {
-            futex::wake_all(&meta.state);
-        }
-    }
-    region.counters().free_seq.fetch_add(1, SeqCst);
-    futex::wake_all(&region.counters().free_seq);
 }

@@ -216,7 +216,7 @@ fn many_threads_and_workers_get_exactly_their_own_results() {
     }
     // Not p.shutdown(): our own pid stands in for the supervisor, and shutdown would kill it.
     p.region().header().pool_state.store(crate::layout::PoolState::Stopping as u32, SeqCst);
-    crate::futex::wake_all(&p.region().doorbell().work_seq);
+    crate::sys::futex_wake_all(&p.region().doorbell().work_seq);
     for w in workers {
         w.join().unwrap();
     }
@@ -263,7 +263,7 @@ fn the_sleeper_count_of_a_worker_killed_asleep_is_taken_back_once() {
     assert_eq!(bell.sleepers.load(SeqCst), 0);
     // Waking the thread must not take the count back a second time (it would wrap below zero).
     p.region().header().pool_state.store(crate::layout::PoolState::Stopping as u32, SeqCst);
-    crate::futex::wake_all(&bell.work_seq);
+    crate::sys::futex_wake_all(&bell.work_seq);
     assert!(t.join().unwrap().is_none());
     assert_eq!(bell.sleepers.load(SeqCst), 0);
 }

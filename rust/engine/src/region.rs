@@ -1,25 +1,24 @@
 //! The shared control region: one anonymous memfd mapping, created by the parent before it forks.
 
-use std::ffi::CStr;
-use std::fs::File;
-use std::os::fd::FromRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use memmap2::{MmapMut, MmapOptions};
 
 use crate::layout::{
-    Config, Counters, Doorbell, Header, RawDescriptor, SlotMeta, WorkerEntry, LAYOUT_VERSION, MAGIC, MAX_INLINE,
+    Config, Counters, Doorbell, Header, RawDescriptor, SlotMeta, WorkerEntry, LAYOUT_VERSION, MAGIC, MAX_INLINE_SIZE,
     MAX_SLOTS, MAX_WORKERS, SLOT_META,
 };
+use crate::sys;
 use crate::{Error, Result};
 
 /// A view of the control region. Cloning is cheap and clones share one mapping.
 ///
 /// The mapping is MAP_SHARED, so a forked child's copy of this value points at the same pages.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Region {
-    map: Arc<MmapMut>,
+    /// Owns the mapping that `base` points into; never read, only kept alive with the view.
+    _map: Arc<MmapMut>,
     base: *mut u8,
     workers: u32,
     slots: u32,
@@ -39,14 +38,8 @@ impl Region {
     pub fn create(cfg: &Config) -> Result<Region> {
         cfg.validate()?;
         let size = cfg.region_size();
-        let name: &CStr = c"multicore-control";
-        // SAFETY: name is a valid C string; the returned fd is checked before use.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(Error::os("memfd_create for the control region"));
-        }
-        // SAFETY: fd is a fresh descriptor we own; File takes ownership and closes it on drop.
-        let file = unsafe { File::from_raw_fd(fd) };
+        let file = sys::memfd(c"multicore-control")
+            .map_err(|source| Error::Os { what: "memfd_create for the control region", source })?;
         file.set_len(size as u64).map_err(|source| Error::Os { what: "sizing the control region", source })?;
         // SAFETY: the file is a memfd only we hold; nobody truncates it while it is mapped.
         let mut map = unsafe { MmapOptions::new().len(size).populate().map_mut(&file) }
@@ -74,7 +67,7 @@ impl Region {
     /// Checks the header before trusting any offset derived from it.
     fn from_map(map: Arc<MmapMut>) -> Result<Region> {
         let base = map.as_ptr() as *mut u8;
-        if map.len() < std::mem::size_of::<Header>() {
+        if map.len() < size_of::<Header>() {
             return Err(Error::Protocol("control region smaller than its header".into()));
         }
         // SAFETY: length checked above; the mapping is page-aligned.
@@ -89,12 +82,14 @@ impl Region {
             workers: header.workers,
             slots: header.slots,
             inline_size: header.inline_size,
-            ..Config::default()
+            worker_spin_us: header.worker_spin_us,
+            parent_spin_us: header.parent_spin_us,
+            max_payload: None, // geometry only: nothing below reads it
         };
         if cfg.workers == 0
             || cfg.workers > MAX_WORKERS
             || cfg.slots > MAX_SLOTS
-            || cfg.inline_size > MAX_INLINE
+            || cfg.inline_size > MAX_INLINE_SIZE
             || cfg.region_size() > map.len()
             || header.slot_size as usize != cfg.slot_size()
         {
@@ -107,7 +102,7 @@ impl Region {
             slot_size: cfg.slot_size(),
             inline_size: cfg.inline_size as usize,
             slots_offset: cfg.slots_offset(),
-            map,
+            _map: map,
         })
     }
 
@@ -121,14 +116,6 @@ impl Region {
 
     pub fn inline_size(&self) -> usize {
         self.inline_size
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 
     pub fn header(&self) -> &Header {
@@ -223,7 +210,7 @@ mod tests {
         let r = Region::create(&cfg).unwrap();
         // SAFETY: test-only corruption of our own fresh mapping.
         unsafe { (*(r.base as *mut Header)).version = 99 };
-        let err = Region::from_map(r.map.clone()).err().expect("must refuse");
+        let err = Region::from_map(r._map.clone()).expect_err("must refuse");
         assert!(err.to_string().contains("layout version 99"), "{err}");
     }
 

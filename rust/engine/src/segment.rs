@@ -8,13 +8,13 @@
 //! The receiver opens `/proc/<sender pid>/fd/<fd>`, which reaches the same memfd without any
 //! descriptor passing; that needs the two processes to share a uid, which parent and workers do.
 
-use std::ffi::CStr;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
 
+use crate::sys;
 use crate::{Error, Result};
 
 /// Capacity granularity: payloads round up to this, plus 1/8 headroom, so sizes that wobble
@@ -23,6 +23,7 @@ const GRANULE: u64 = 1 << 20;
 /// Idle segments a process keeps for reuse; more are unmapped.
 const MAX_KEPT: usize = 4;
 
+#[derive(Debug)]
 pub struct Segment {
     file: File,
     map: MmapMut,
@@ -34,26 +35,14 @@ pub struct Segment {
 impl Segment {
     pub fn create(len: u64) -> Result<Segment> {
         let cap = (len + len / 8).div_ceil(GRANULE).max(1) * GRANULE;
-        let name: &CStr = c"multicore-payload";
-        // SAFETY: valid C string; result checked.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(Error::SharedMemory {
-                needed: len,
-                detail: format!("memfd_create failed: {}", std::io::Error::last_os_error()),
-            });
-        }
-        // SAFETY: fresh fd owned by us from here on.
-        let file = unsafe { File::from_raw_fd(fd) };
-        // SAFETY: plain syscall on our own fd. Reserving every page now turns "no memory" into an
-        // error here instead of a SIGBUS on first touch.
-        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, cap as libc::off_t) };
-        if rc != 0 {
-            return Err(Error::SharedMemory {
-                needed: len,
-                detail: format!("reserving {cap} bytes of shared memory failed: {}", std::io::Error::last_os_error()),
-            });
-        }
+        let file = sys::memfd(c"multicore-payload")
+            .map_err(|e| Error::SharedMemory { needed: len, detail: format!("memfd_create failed: {e}") })?;
+        // Reserving every page now turns "no memory" into an error here instead of a SIGBUS on
+        // first touch.
+        sys::fallocate(&file, cap).map_err(|e| Error::SharedMemory {
+            needed: len,
+            detail: format!("reserving {cap} bytes of shared memory failed: {e}"),
+        })?;
         // SAFETY: we own the memfd and never shrink it while mapped.
         let map = unsafe { MmapOptions::new().len(cap as usize).map_mut(&file) }
             .map_err(|source| Error::Os { what: "mapping a payload segment", source })?;
@@ -74,7 +63,7 @@ impl Segment {
 }
 
 /// A process's own outgoing segments.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Segments {
     list: Vec<Segment>,
 }

@@ -15,12 +15,15 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::descriptor::PLACE_SEGMENT;
-use crate::futex;
 use crate::layout::{ExitStatus, PoolState, SlotState, WorkerState};
-use crate::parent::{decrement, notify_free, pidfd_exited, pidfd_open, wake_all_waiters};
+use crate::notify::{decrement, notify_free, wake_all_waiters};
 use crate::region::Region;
+use crate::sys;
 use crate::worker::WorkerChannel;
-use crate::{Error, Result};
+use crate::Result;
+
+/// The Python logger these records arrive under (pyo3-log maps a target to a logger name).
+const LOG: &str = "multicore.engine.supervisor";
 
 /// Start-up failures within this window that make the pool Broken instead of respawning forever.
 const CRASH_LOOP_LIMIT: usize = 5;
@@ -48,11 +51,13 @@ pub enum Death {
     Crash,
 }
 
+#[derive(Debug)]
 struct Child {
     pid: u32,
     pidfd: OwnedFd,
 }
 
+#[derive(Debug)]
 pub struct Supervisor {
     region: Region,
     death_read: Option<OwnedFd>,
@@ -94,14 +99,8 @@ impl Supervisor {
                     owners.push(i as u32);
                 }
             }
-            // SAFETY: fds is a valid array of pollfd of the given length.
-            let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-            if rc < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                return Err(Error::Os { what: "poll in the supervisor", source: err });
+            if !sys::poll_forever(&mut fds, "poll in the supervisor")? {
+                continue; // a signal
             }
             if fds[0].revents != 0 {
                 return Ok(Action::Exit);
@@ -119,19 +118,23 @@ impl Supervisor {
         let entry = self.region.worker(index);
         entry.generation.fetch_add(1, Relaxed);
         entry.pid.store(pid, Release);
-        self.children[index as usize] = Some(Child { pid, pidfd: pidfd_open(pid)? });
+        self.children[index as usize] = Some(Child { pid, pidfd: sys::pidfd_open(pid)? });
         Ok(())
     }
 
+    /// Reaps the worker at `index` (waiting for it to exit) and records its death.
+    fn reap_quietly(&mut self, index: u32) -> Option<(u32, ExitStatus, Death)> {
+        let child = self.children[index as usize].take()?;
+        let status = ExitStatus::from_wait_status(sys::waitpid(child.pid));
+        Some((child.pid, status, record_death(&self.region, index, child.pid, status)))
+    }
+
+    /// Reaps a worker the pidfd reported as exited, then decides: replace it, or, after a crash
+    /// loop, mark the pool broken.
     fn reap(&mut self, index: u32) {
-        let Some(child) = self.children[index as usize].take() else {
+        let Some((pid, status, death)) = self.reap_quietly(index) else {
             return;
         };
-        let mut status = 0;
-        // SAFETY: reaping our own child, which the pidfd reported as exited.
-        unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) };
-        let status = ExitStatus::from_wait_status(status);
-        let death = record_death(&self.region, index, child.pid, status);
         if self.state() != PoolState::Running {
             return; // leaving during shutdown (or a broken pool) is expected, and not replaced
         }
@@ -142,20 +145,18 @@ impl Supervisor {
                 self.startup_failures.push(now);
                 if self.startup_failures.len() >= CRASH_LOOP_LIMIT {
                     log::error!(
-                        "multicore: {} workers died during start-up within {:?} (last: {status:?}); \
-                         not respawning",
+                        target: LOG,
+                        "{} workers died during start-up within {:?} (last: {status}); not respawning",
                         self.startup_failures.len(),
                         CRASH_LOOP_WINDOW
                     );
                     mark_broken(&self.region, status);
                     return;
                 }
-                log::warn!("multicore: worker pid {} died during start-up ({status:?})", child.pid);
+                log::warn!(target: LOG, "worker pid {pid} died during start-up ({status})");
             }
-            Death::Crash => log::warn!("multicore: worker pid {} died ({status:?}); replacing it", child.pid),
-            Death::Retired => {
-                log::info!("multicore: worker pid {} retired; replacing it", child.pid)
-            }
+            Death::Crash => log::warn!(target: LOG, "worker pid {pid} died ({status}); replacing it"),
+            Death::Retired => log::info!(target: LOG, "worker pid {pid} retired; replacing it"),
         }
         self.to_spawn.push(index);
     }
@@ -166,16 +167,9 @@ impl Supervisor {
         for c in &mut self.children {
             *c = None;
         }
-        let supervisor = self.region.supervisor_pid();
-        // SAFETY: plain prctl; the supervisor is single-threaded, so "parent thread" is the
+        // The supervisor is single-threaded, so the parent-death signal's "parent thread" is the
         // supervisor process itself.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-        // The supervisor may have died between fork and prctl; then nobody would signal us.
-        // SAFETY: getppid has no preconditions.
-        if unsafe { libc::getppid() } as u32 != supervisor {
-            // SAFETY: leaving at once, running no destructors or atexit handlers (a fork child).
-            unsafe { libc::_exit(1) };
-        }
+        sys::die_with_parent(self.region.supervisor_pid());
         Ok(WorkerChannel::new(self.region.clone(), index))
     }
 
@@ -189,33 +183,19 @@ impl Supervisor {
         // shutdown() sets Stopping before it closes the death pipe; anything else means the parent
         // died (or left by os._exit) and the grace it configured no longer serves anyone.
         let grace = if was == PoolState::Stopping as u32 { grace } else { grace.min(PARENT_DEATH_GRACE) };
-        futex::wake_all(&self.region.doorbell().work_seq);
+        sys::futex_wake_all(&self.region.doorbell().work_seq);
         let deadline = Instant::now() + grace;
         for index in 0..self.children.len() {
             let Some(child) = &self.children[index] else {
                 continue;
             };
             let left = deadline.saturating_duration_since(Instant::now());
-            if !pidfd_exited(&child.pidfd, left) {
-                // SAFETY: our unreaped child, so the pid cannot have been reused.
-                unsafe { libc::kill(child.pid as libc::pid_t, libc::SIGKILL) };
+            if !sys::pidfd_exited(&child.pidfd, left) {
+                // Our unreaped child, so the pid cannot have been reused.
+                sys::kill(child.pid);
             }
             self.reap_quietly(index as u32);
         }
-    }
-
-    fn reap_quietly(&mut self, index: u32) {
-        let Some(child) = self.children[index as usize].take() else {
-            return;
-        };
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) };
-        record_death(&self.region, index, child.pid, ExitStatus::from_wait_status(status));
-    }
-
-    pub fn live_workers(&self) -> usize {
-        self.children.iter().flatten().count()
     }
 }
 
@@ -266,7 +246,7 @@ pub fn record_death(region: &Region, index: u32, pid: u32, status: ExitStatus) -
     // lets a worker asleep since then re-check for calls queued while the token was stuck.
     if bell.spinner.compare_exchange(index + 1, 0, SeqCst, Relaxed).is_ok() {
         bell.work_seq.fetch_add(1, SeqCst);
-        futex::wake(&bell.work_seq, 1);
+        sys::futex_wake(&bell.work_seq, 1);
     }
     wake_all_waiters(region);
     match (retiring, was) {

@@ -4,11 +4,11 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::descriptor;
-use crate::futex;
 use crate::layout::{PoolState, SlotState, WorkerState};
-use crate::parent::{decrement, notify_free};
+use crate::notify::{self, decrement, notify_free};
 use crate::region::Region;
 use crate::segment::Segments;
+use crate::sys;
 use crate::Result;
 
 /// A claimed call: the slot it lives in and the ticket that names it.
@@ -18,6 +18,7 @@ pub struct Call {
     pub ticket: u64,
 }
 
+#[derive(Debug)]
 pub struct WorkerChannel {
     region: Region,
     index: u32,
@@ -35,12 +36,8 @@ impl WorkerChannel {
         entry.tasks_done.store(0, Relaxed);
         entry.retiring.store(0, Relaxed);
         entry.state.store(WorkerState::Starting as u32, Release);
-        let spin = Duration::from_micros(region.header().worker_spin_us as u64);
+        let spin = Duration::from_micros(u64::from(region.header().worker_spin_us));
         WorkerChannel { region, index, segments: Segments::default(), spin }
-    }
-
-    pub fn index(&self) -> u32 {
-        self.index
     }
 
     pub fn tasks_done(&self) -> u64 {
@@ -93,7 +90,7 @@ impl WorkerChannel {
                 self.region.doorbell().queued.fetch_sub(1, SeqCst);
                 counters.claim_cursor.store((slot + 1) % n, Relaxed);
                 let entry = self.region.worker(self.index);
-                entry.cpu.store(futex::current_cpu(), Relaxed);
+                entry.cpu.store(sys::current_cpu(), Relaxed);
                 entry.state.store(WorkerState::Busy as u32, Relaxed);
                 return Some(Call { slot, ticket: meta.ticket.load(Acquire) });
             }
@@ -103,8 +100,8 @@ impl WorkerChannel {
 
     /// Blocks until a call is claimed, or returns `None` when the pool is stopping.
     ///
-    /// Idle strategy (see research/ipc-floor.md): a wake across CPUs costs 50-80 µs here, a spin
-    /// on the other CPU under 1 µs. So one worker at a time spins for `spin` after going idle,
+    /// Idle strategy: a wake across CPUs costs 50-80 µs, a spin on the other CPU under 1 µs
+    /// (measured on the project's two-CPU test machine; see docs/benchmarks.md). So one worker at a time spins for `spin` after going idle,
     /// and only when the parent last ran on a different CPU; everyone else sleeps on the futex.
     pub fn next_call(&mut self) -> Option<Call> {
         let bell = self.region.doorbell();
@@ -115,8 +112,16 @@ impl WorkerChannel {
             if !self.running() {
                 return None;
             }
+            // ORDERING: the spin token is a hint, not a handshake. The parent skips a wake-up
+            // while it sees the token held, so a call can be left to a spinner that is already
+            // giving the token up: our Release store of 0 and the SeqCst re-check below may pass
+            // the parent's SeqCst `queued` bump and `spinner` load, and both of us may miss the
+            // other. The call is not stranded: we then take the sleep path, whose `sleepers`
+            // increment and re-check form a real Dekker pair with submit's `work_seq` bump, so
+            // we see the call or the futex compare fails. Nothing is published through the token
+            // itself, hence AcqRel/Release and not SeqCst.
             if !self.spin.is_zero()
-                && bell.parent_cpu.load(Relaxed) != futex::current_cpu()
+                && bell.parent_cpu.load(Relaxed) != sys::current_cpu()
                 && bell.spinner.compare_exchange(0, self.index + 1, AcqRel, Relaxed).is_ok()
             {
                 let until = Instant::now() + self.spin;
@@ -139,7 +144,7 @@ impl WorkerChannel {
             // work_seq bump precedes its `sleepers` load. Either we see the work here, or the
             // futex compare sees a new work_seq, or the parent sees us and wakes us.
             if !self.work_waiting() && self.running() {
-                futex::wait(&bell.work_seq, seq, None);
+                sys::futex_wait(&bell.work_seq, seq, None);
                 // We run: count one wake-up in flight fewer (if ours was spurious, the count errs
                 // low, which only costs a spare wake-up later).
                 decrement(&bell.waking);
@@ -162,12 +167,8 @@ impl WorkerChannel {
     /// smaller payload (an error report).
     pub fn reply(&mut self, call: Call, tag: u32, parts: &[&[u8]]) -> Result<bool> {
         let region = &self.region;
-        let result_in_use = |slot: u32, ticket: u64| {
-            let m = region.slot(slot);
-            m.ticket.load(Acquire) == ticket && m.state.load(Acquire) == SlotState::Done.to_raw()
-        };
         let to = descriptor::Destination { slot: call.slot, ticket: call.ticket, response: true };
-        descriptor::write(region, to, tag, parts, &mut self.segments, result_in_use)?;
+        descriptor::write(region, to, tag, parts, &mut self.segments, |s, t| result_unread(region, s, t))?;
         let meta = region.slot(call.slot);
         let claimed = SlotState::Claimed(self.index).to_raw();
         let entry = region.worker(self.index);
@@ -179,7 +180,7 @@ impl WorkerChannel {
         if meta.state.compare_exchange(claimed, SlotState::Done.to_raw(), SeqCst, Relaxed).is_ok() {
             region.counters().completed.fetch_add(1, Relaxed);
             if meta.waiter.load(SeqCst) != 0 {
-                futex::wake_all(&meta.state);
+                sys::futex_wake_all(&meta.state);
             }
             return Ok(true);
         }
@@ -198,20 +199,24 @@ impl WorkerChannel {
         let entry = self.region.worker(self.index);
         entry.retiring.store(1, SeqCst);
         let until = Instant::now() + max_wait;
-        let c = self.region.counters();
-        loop {
-            let pending = self.segments.busy().into_iter().any(|(slot, ticket)| {
-                let m = self.region.slot(slot);
-                m.ticket.load(Acquire) == ticket && m.state.load(Acquire) == SlotState::Done.to_raw()
+        let mut waiting = true;
+        while waiting {
+            // The parent frees each slot after reading its result, which wakes us; the 50 ms
+            // cap only bounds how stale our view of `running()` can get.
+            notify::wait_for_free(&self.region, || {
+                let pending =
+                    self.segments.busy().into_iter().any(|(slot, ticket)| result_unread(&self.region, slot, ticket));
+                let now = Instant::now();
+                waiting = pending && now < until && self.running();
+                waiting.then(|| (until - now).min(Duration::from_millis(50)))
             });
-            let now = Instant::now();
-            if !pending || now >= until || !self.running() {
-                return;
-            }
-            let seq = c.free_seq.load(SeqCst);
-            c.free_waiters.fetch_add(1, SeqCst);
-            futex::wait(&c.free_seq, seq, Some((until - now).min(Duration::from_millis(50))));
-            c.free_waiters.fetch_sub(1, SeqCst);
         }
     }
+}
+
+/// Whether the response this worker wrote for (slot, ticket) still waits for the parent to read
+/// it: until then its segment must be neither reused nor unmapped.
+fn result_unread(region: &Region, slot: u32, ticket: u64) -> bool {
+    let m = region.slot(slot);
+    m.ticket.load(Acquire) == ticket && m.state.load(Acquire) == SlotState::Done.to_raw()
 }

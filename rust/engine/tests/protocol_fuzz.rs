@@ -12,7 +12,15 @@ use multicore_engine::{Config, Outcome, Pool, SlotState, WorkerChannel};
 use proptest::prelude::*;
 
 fn pool() -> Pool {
-    let p = Pool::create(&Config { workers: 2, slots: 4, inline_size: 64, ..Config::default() }).unwrap();
+    let p = Pool::create(&Config {
+        workers: 2,
+        slots: 4,
+        inline_size: 64,
+        worker_spin_us: 200,
+        parent_spin_us: 50,
+        max_payload: None,
+    })
+    .unwrap();
     // Our own pid stands in for the supervisor, so the pool counts as running.
     p.supervisor_started(std::process::id()).unwrap();
     p

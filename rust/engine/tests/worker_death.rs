@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 use multicore_engine::supervisor::record_death;
 use multicore_engine::{Config, Error, ExitStatus, Outcome, Pool, WorkerChannel};
 
+/// Two workers and the spin times the Python side ships with; the engine itself has no defaults.
+fn config(slots: u32, inline_size: u32) -> Config {
+    Config { workers: 2, slots, inline_size, worker_spin_us: 200, parent_spin_us: 50, max_payload: None }
+}
+
 fn pool(cfg: Config) -> Pool {
     let p = Pool::create(&cfg).unwrap();
     p.supervisor_started(std::process::id()).unwrap();
@@ -24,7 +29,7 @@ fn dead_pid() -> u32 {
 /// token "held": the parent leaves new calls to a spinning worker and would never wake a sleeper.
 #[test]
 fn a_worker_killed_while_spinning_does_not_stall_the_pool() {
-    let p = pool(Config { workers: 2, slots: 4, worker_spin_us: 200, ..Config::default() });
+    let p = pool(config(4, 3968));
     // Worker 0 died holding the token (index + 1), as a SIGKILL during its spin leaves it.
     p.region().doorbell().spinner.store(1, SeqCst);
     let region = p.region().clone();
@@ -54,7 +59,7 @@ fn a_worker_killed_while_spinning_does_not_stall_the_pool() {
 /// a lost call (pid and status), not a protocol error, and never a hang.
 #[test]
 fn a_result_in_a_dead_workers_segment_is_lost_not_corrupt() {
-    let p = pool(Config { workers: 2, slots: 4, inline_size: 64, ..Config::default() });
+    let p = pool(config(4, 64));
     let mut w = WorkerChannel::new(p.region().clone(), 1);
     w.ready();
     let (slot, ticket) = p.submit(0, &[b"make a big result"]).unwrap().unwrap();
@@ -82,7 +87,7 @@ fn a_result_in_a_dead_workers_segment_is_lost_not_corrupt() {
 /// A segment naming a dead process that no worker entry knows is corruption: an error at once.
 #[test]
 fn a_result_naming_a_stranger_is_an_error_not_pending() {
-    let p = pool(Config { workers: 2, slots: 4, inline_size: 64, ..Config::default() });
+    let p = pool(config(4, 64));
     let mut w = WorkerChannel::new(p.region().clone(), 0);
     w.ready();
     let (slot, ticket) = p.submit(0, &[b"x"]).unwrap().unwrap();
@@ -98,7 +103,7 @@ fn a_result_naming_a_stranger_is_an_error_not_pending() {
 /// call ends exactly once, as its own result or as lost.
 #[test]
 fn waiters_wake_promptly_when_their_worker_dies() {
-    let p = std::sync::Arc::new(pool(Config { workers: 2, slots: 64, ..Config::default() }));
+    let p = std::sync::Arc::new(pool(config(64, 3968)));
     for round in 0..20u64 {
         let mut w = WorkerChannel::new(p.region().clone(), (round % 2) as u32);
         w.ready();

@@ -1,14 +1,17 @@
-//! How many CPUs this process may really use, the load average, and a process's resident memory.
+//! What the host offers: how many CPUs this process may really use, the load average, and a
+//! process's resident memory.
 //!
 //! Inside a container `nproc` of the host is wrong twice over: the affinity mask and the cgroup
 //! CPU quota both cut it down. We take the minimum of the three, as loky does.
 
 use std::path::{Path, PathBuf};
 
+use crate::sys;
+
 /// CPUs usable by this process: min(host CPUs, affinity mask, cgroup quota rounded up), >= 1.
 pub fn usable_cpus() -> u32 {
     let host = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-    let mut n = host.min(affinity_cpus().unwrap_or(host));
+    let mut n = host.min(sys::affinity_cpus().unwrap_or(host));
     if let Some(quota) = cgroup_quota(Path::new("/"), &read("/proc/self/cgroup").unwrap_or_default()) {
         n = n.min(quota);
     }
@@ -17,17 +20,6 @@ pub fn usable_cpus() -> u32 {
 
 fn read(path: impl AsRef<Path>) -> Option<String> {
     std::fs::read_to_string(path).ok()
-}
-
-fn affinity_cpus() -> Option<u32> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return None;
-        }
-        Some(libc::CPU_COUNT(&set) as u32)
-    }
 }
 
 /// The CPU quota from cgroup v2 (`cpu.max`) or v1 (`cpu.cfs_quota_us`), walking up from this
@@ -79,7 +71,7 @@ fn ratio(quota: u64, period: u64) -> Option<u32> {
     if period == 0 || quota == 0 {
         return None;
     }
-    Some(quota.div_ceil(period).min(u32::MAX as u64) as u32)
+    Some(quota.div_ceil(period).min(u64::from(u32::MAX)) as u32)
 }
 
 /// The 1-minute load average of the machine, or `None` where the platform cannot tell.
@@ -93,9 +85,7 @@ pub fn rss_bytes(pid: u32) -> u64 {
         return 0;
     };
     let pages: u64 = text.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-    pages * page
+    pages * sys::page_size()
 }
 
 #[cfg(test)]
@@ -162,7 +152,7 @@ mod tests {
     fn usable_cpus_is_positive_and_at_most_the_affinity_mask() {
         let n = usable_cpus();
         assert!(n >= 1);
-        assert!(n <= affinity_cpus().unwrap());
+        assert!(n <= sys::affinity_cpus().unwrap());
     }
 
     #[test]
