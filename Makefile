@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-rust test-python test-postgres test-bench bench clean
+.PHONY: help install system-deps demo test test-rust test-python test-postgres test-matrix test-bench bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -17,12 +17,15 @@ $(VENV)/.installed: $(RUST_SOURCES)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $@
 
+system-deps: ## the system packages the tests need (.ci/system-deps; idempotent)
+	.ci/system-deps
+
 install: $(VENV)/.installed ## create .venv and build multicore (Rust + Python) into it
 
 demo: install ## run the example project on SQLite under gunicorn, patched and not
 	$(PY) example_project/demo.py
 
-test: install test-rust test-bench test-python test-postgres ## run every test (Rust, benchmark smoke, Python on SQLite and PostgreSQL)
+test: install test-rust test-bench test-python test-postgres test-matrix ## run every test (Rust, benchmark smoke, Python on SQLite and PostgreSQL, the CPython/Django matrix)
 
 test-rust: ## the engine's own tests (no Python)
 	cargo test -p multicore-engine --lib --tests --quiet
@@ -34,6 +37,9 @@ DB_TESTS := tests/django tests/drf tests/gunicorn tests/test_request.py
 
 test-postgres: install ## the database suites again on PostgreSQL (127.0.0.1:5432); they fail if it is down
 	MULTICORE_TEST_DB=postgres $(PY) -m pytest $(DB_TESTS) $(PYTEST_ARGS)
+
+test-matrix: ## the Python suite again on CPython 3.13 and 3.14 with Django 6.x, in cached Debian roots (docs/compatibility.md)
+	DB_TESTS="$(DB_TESTS)" PYTEST_ARGS="$(PYTEST_ARGS)" .ci/matrix $(MATRIX)
 
 test-bench: install ## the benchmark's smoke run: it still works (its figures are not measurements)
 	@$(PY) benchmarks/core.py --quick > $(VENV)/bench-smoke.log 2>&1 \
