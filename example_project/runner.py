@@ -102,7 +102,11 @@ class Gunicorn:
 
     def start(self, ready_timeout: float = 60) -> None:
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.args, cwd=HERE, env=self.env, stdout=log, stderr=log, start_new_session=True)
+        try:
+            self.proc = subprocess.Popen(self.args, cwd=HERE, env=self.env, stdout=log, stderr=log, start_new_session=True)
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()  # gunicorn has its own copy of the descriptor
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

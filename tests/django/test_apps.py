@@ -149,6 +149,7 @@ def test_runserver_autoreload_leaves_exactly_one_pool(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        server.stderr.close()
 
 
 def _serving_pid(url: str):
