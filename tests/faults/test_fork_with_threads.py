@@ -62,9 +62,11 @@ for cycle in range({cycles}):
         pids = set(t.get(timeout=20))
         assert pids, pids
         # Respawn: the replacements are forked by the supervisor while our threads keep going.
-        for pid in [w["pid"] for w in multicore.pool_info()["workers"] if w["pid"]]:
+        killed = {w["pid"] for w in multicore.pool_info()["workers"] if w["pid"]}
+        for pid in killed:
             os.kill(pid, signal.SIGKILL)
-        assert wait_for(lambda: all(w["state"] == "idle" for w in multicore.pool_info()["workers"]), 10) is not None
+        # Idle replacements: a killed worker may still read "idle" until the supervisor reaps it.
+        assert wait_for(lambda: all(w["state"] == "idle" and w["pid"] not in killed for w in multicore.pool_info()["workers"]), 10) is not None
     multicore.shutdown()
 
 stop.set()
