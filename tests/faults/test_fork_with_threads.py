@@ -62,7 +62,7 @@ for cycle in range({cycles}):
         pids = set(t.get(timeout=20))
         assert pids, pids
         # Respawn: the replacements are forked by the supervisor while our threads keep going.
-        killed = {w["pid"] for w in multicore.pool_info()["workers"] if w["pid"]}
+        killed = {{w["pid"] for w in multicore.pool_info()["workers"] if w["pid"]}}
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
         # Idle replacements: a killed worker may still read "idle" until the supervisor reaps it.
