@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps demo test test-rust test-python test-postgres test-matrix test-bench bench clean
+.PHONY: help system-deps install demo test test-rust test-python test-postgres test-matrix test-bench bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -17,7 +17,7 @@ $(VENV)/.installed: $(RUST_SOURCES)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $@
 
-system-deps: ## the system packages the tests need (.ci/system-deps; idempotent)
+system-deps: ## the Debian packages the tests need (Apache for mod_wsgi, debootstrap); installs only what is missing
 	.ci/system-deps
 
 install: $(VENV)/.installed ## create .venv and build multicore (Rust + Python) into it
