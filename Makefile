@@ -6,12 +6,16 @@ PY := $(VENV)/bin/python
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-rust test-python test-postgres test-bench bench clean
+.PHONY: help system-deps install demo test test-rust test-python test-postgres test-bench bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-$(VENV)/.installed: $(RUST_SOURCES)
+system-deps: ## the Debian packages the tests need (Apache for mod_wsgi); installs only what is missing
+	.ci/system-deps
+
+# system-deps first (mod_wsgi builds against apache2-dev), without forcing a rebuild of .venv.
+$(VENV)/.installed: $(RUST_SOURCES) | system-deps
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,bench]'
