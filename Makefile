@@ -19,6 +19,7 @@ $(VENV)/.installed: $(RUST_SOURCES) | system-deps
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,bench]'
+	.ci/apache-access $(PY)
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and build multicore (Rust + Python) into it
@@ -34,7 +35,7 @@ test-rust: ## the engine's own tests (no Python)
 test-python: install ## the Python suite on SQLite
 	MULTICORE_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
 
-DB_TESTS := tests/django tests/drf tests/gunicorn tests/test_request.py
+DB_TESTS := tests/django tests/drf tests/servers tests/test_request.py
 
 test-postgres: install ## the database suites again on PostgreSQL (127.0.0.1:5432); they fail if it is down
 	MULTICORE_TEST_DB=postgres $(PY) -m pytest $(DB_TESTS) $(PYTEST_ARGS)
