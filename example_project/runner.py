@@ -245,7 +245,8 @@ class Uwsgi(Server):
                  max_requests: int = 0, harakiri: int = 0, log_file: str | None = None) -> None:
         super().__init__(env, workers=workers, log_file=log_file)
         self.args = ["--processes", str(workers), "--threads", str(threads), "--harakiri", str(harakiri)]
-        self.args += ["--max-requests", str(max_requests)] if max_requests else []
+        # uWSGI recycles no worker younger than min-worker-lifetime (10 s by default).
+        self.args += ["--max-requests", str(max_requests), "--min-worker-lifetime", "1"] if max_requests else []
         self.args += ["--lazy-apps"] if lazy_apps else []
 
     def command(self) -> list[str]:
