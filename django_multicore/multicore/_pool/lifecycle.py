@@ -58,9 +58,32 @@ def usable_cpus() -> int:
     return _core.usable_cpus()
 
 
+_PR_GET_DUMPABLE, _PR_SET_DUMPABLE = 3, 4
+
+
+def _make_dumpable() -> None:
+    """Pool processes read each other's large payloads through ``/proc/<pid>/fd`` (docs/design.md),
+    which the kernel allows only for a "dumpable" process. A process that changed its user (Apache's
+    mod_wsgi daemon processes, a server started as root with ``--user``/``--uid``) is not, so no
+    process could read its payloads, not even its own workers. It becomes dumpable again: the state
+    of every process that did not change user, open to processes of the same user only. The pool's
+    processes inherit the flag."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0) != 1:
+        if libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0) != 0:
+            logger.warning("multicore: could not make process %s dumpable (%s): its pool's workers "
+                           "cannot read its large payloads", os.getpid(), os.strerror(ctypes.get_errno()))
+        else:
+            logger.info("multicore: process %s changed its user; made it dumpable again so that its "
+                        "pool's processes can read each other's payloads", os.getpid())
+
+
 def _start(options: _options.Options) -> PoolHandle:
     global _forking_supervisor
     hooks.run(hooks.pool_start)
+    _make_dumpable()
     workers = options.workers or usable_cpus()
     core = _core.Pool(
         workers=workers,
