@@ -19,8 +19,10 @@ pytestmark = pytest.mark.timeout(180)
 PATHS = ["/keywords/", "/api/products/?limit=150&ordering=-price", "/pool/?hold=0.3"]
 
 
-def test_threads_of_a_daemon_process_share_its_pool(serve):
-    server = serve("mod_wsgi", workers=2, threads=15)
+def test_threads_of_a_daemon_process_share_its_pool(serve, example_env):
+    # Apache starts as root and its daemon processes change user: large payloads must still flow
+    # (the list patch ships rows through shared-memory segments), so the patch must engage.
+    server = serve("mod_wsgi", env={**example_env, "MULTICORE_LOG_LEVEL": "DEBUG"}, workers=2, threads=15)
     tree = assert_one_pool_per_host(server)
     answers_from_every_host(server, tree)
     reference = {path: server.json(path) for path in PATHS[:2]}
@@ -47,6 +49,9 @@ def test_threads_of_a_daemon_process_share_its_pool(serve):
             [(supervisor, pool)] = tree[body["pid"]].items()
             assert body["running"] and body["supervisor_pid"] == supervisor
     assert set(served_by) <= set(tree)
+    with open(server.log_file, errors="replace") as f:
+        log = f.read()
+    assert "parallel serialization of" not in log and log.count("ProductViewSet served in parallel") >= 20, log[-3000:]
     # Still one pool per daemon process, the same one: none per thread, none restarted.
     assert assert_one_pool_per_host(server) == tree
 
