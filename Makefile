@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps install demo test test-rust test-python test-postgres test-bench bench clean
+.PHONY: help system-deps install demo test test-rust test-python test-postgres test-bench bench bench-servers clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -46,6 +46,9 @@ test-bench: install ## the benchmark's smoke run: it still works (its figures ar
 
 bench: install ## the core benchmark against multiprocessing, concurrent.futures and loky
 	$(PY) benchmarks/core.py
+
+bench-servers: install ## the DRF list patch at 1,000 rows under gunicorn, uWSGI, mod_wsgi and granian
+	$(PY) benchmarks/servers.py
 
 clean: ## remove build output and the virtualenv
 	rm -rf $(VENV) target example_project/db.sqlite3
