@@ -4,7 +4,7 @@
     python benchmarks/http.py --db sqlite --write /tmp/http-report.md
 
 Two gunicorn servers run side by side on 127.0.0.1 (2 sync workers each, the recommended
-configuration in docs/gunicorn.md): one with ``MULTICORE_DRF_PATCH=1``, one with ``=0``. The
+configuration in docs/gunicorn.md; every server: benchmarks/servers.py): one with ``MULTICORE_DRF_PATCH=1``, one with ``=0``. The
 endpoint is ``/api/products/?limit=N``: a hyperlinked serializer with about 0.3 ms of pure-Python
 work per row (example_project/catalog/analysis.py).
 

@@ -136,7 +136,17 @@ def category_report(request):
 
 
 def pool(request):
-    """This gunicorn worker's pid and its multicore pool (supervisor and worker pids)."""
+    """This server process's pid and its multicore pool (supervisor and worker pids).
+
+    ``?hold=SECONDS`` first keeps a pool worker busy that long (one Task running ``time.sleep``):
+    the server tests kill a server process in the middle of such a request.
+    """
+    hold = float(request.GET.get("hold", 0))
+    if hold > 0:
+        task = multicore.Task()
+        if task is not None:
+            task.run(time.sleep, hold)
+            task.get()
     info = multicore.pool_info()
     return JsonResponse({
         "pid": os.getpid(),
