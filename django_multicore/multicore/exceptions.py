@@ -14,6 +14,7 @@ __all__ = [
     "MulticoreError",
     "ConfigurationError",
     "MulticoreOSError",
+    "MulticoreTypeError",
     "TaskCompleteError",
     "TimeoutExceededError",
     "WorkerLostError",
@@ -24,6 +25,8 @@ __all__ = [
     "PoolUnavailableError",
     "ProtocolError",
     "MulticoreWarning",
+    "NoAvailableInputBufferError",
+    "InputBufferTooSmallError",
 ]
 
 
@@ -37,6 +40,11 @@ class ConfigurationError(MulticoreError, ValueError):
 
 class MulticoreOSError(MulticoreError, OSError):
     """A system call the pool needs failed (memfd, fork, pidfd...); ``errno`` says why."""
+
+
+class MulticoreTypeError(MulticoreError, TypeError):
+    """An argument of the wrong type (``Task.run()`` given something not callable), or an
+    unknown keyword (``initialize(max_load=...)``)."""
 
 
 class TaskCompleteError(MulticoreError):
@@ -125,6 +133,17 @@ class PoolUnavailableError(MulticoreError):
 
 class ProtocolError(MulticoreError):
     """The shared-memory protocol met data it cannot trust (a bug or memory corruption)."""
+
+
+class NoAvailableInputBufferError(MulticoreError):
+    """Kept for code written for the original django-multicore, where ``run()`` raised it when
+    every input buffer was taken. Never raised: ``run()`` waits for a free slot instead."""
+
+
+class InputBufferTooSmallError(MulticoreError):
+    """Kept for code written for the original django-multicore, where ``run()`` raised it for
+    arguments larger than its fixed input buffer. Never raised: payloads of any size travel
+    (up to the ``max_payload`` option, which raises :class:`SharedMemoryError`)."""
 
 
 class MulticoreWarning(RuntimeWarning):

@@ -7,6 +7,7 @@ import pytest
 import multicore
 from multicore import Task, _core
 from multicore._pool import task as _task
+from multicore.exceptions import ConfigurationError, MulticoreTypeError
 from tests.conftest import pid_alive, run_python, wait_until, worker_pids
 from tests.core import helpers
 
@@ -69,12 +70,12 @@ def test_task_starts_a_pool_lazily():
 
 
 def test_unknown_option_names_the_valid_ones():
-    with pytest.raises(TypeError, match="unknown multicore option.*valid options are"):
+    with pytest.raises(MulticoreTypeError, match="unknown multicore option.*valid options are"):
         multicore.initialize(worker=2)
 
 
 def test_bad_option_value_is_explained():
-    with pytest.raises(ValueError, match="workers must be a positive integer"):
+    with pytest.raises(ConfigurationError, match="workers must be an integer from 1 to"):
         multicore.initialize(workers=0)
 
 

@@ -8,7 +8,9 @@ import pytest
 
 from multicore import Task
 from multicore.exceptions import (
+    ConfigurationError,
     MulticoreError,
+    MulticoreTypeError,
     RemoteError,
     RemoteTraceback,
     SerializationError,
@@ -54,7 +56,7 @@ def test_json_and_string_formats(pool):
 
 def test_unknown_serialization_format_is_a_value_error_at_run(pool):
     task = Task()
-    with pytest.raises(ValueError, match="serialization_format must be one of"):
+    with pytest.raises(ConfigurationError, match="serialization_format must be one of"):
         task.run(helpers.identity, 1, serialization_format="yaml")
     task.run(helpers.identity, 2)
     assert task.get() == [2]
@@ -89,7 +91,7 @@ def test_unpicklable_argument_is_named(pool):
 
 
 def test_non_callable_is_a_type_error(pool):
-    with pytest.raises(TypeError, match="callable"):
+    with pytest.raises(MulticoreTypeError, match="callable"):
         Task().run(42)
 
 

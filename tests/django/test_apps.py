@@ -14,10 +14,10 @@ import urllib.request
 
 import pytest
 
+from django.db import connection
+from django.test import override_settings
+
 import multicore
-from multicore.db import connections as _django
-from multicore import hooks as _hooks
-from multicore import options as _options
 from tests.conftest import ROOT, pid_alive, run_python, wait_until, worker_pids
 
 
@@ -32,12 +32,24 @@ def _settings_module(tmp_path, extra=""):
     return {"PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT]), "DJANGO_SETTINGS_MODULE": "tmp_settings"}
 
 
-def test_ready_installs_the_provider_and_the_hooks():
-    assert _options._provider is _django.options_provider
-    assert _django._on_worker_start in _hooks.worker_start
-    assert _django._on_supervisor_start in _hooks.supervisor_start
-    assert _django._on_before_call in _hooks.before_call and _django._on_after_call in _hooks.after_call
-    assert _django._on_worker_exit in _hooks.worker_exit
+def _connection_in_worker() -> tuple[bool, int]:
+    from django.db import connection
+
+    return connection.connection is None, connection.cursor().execute("SELECT 1").fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ready_connects_the_settings_and_the_database(multicore_db):
+    """The app makes MULTICORE the pool's options, and gives each worker its own connection."""
+    connection.ensure_connection()  # the parent's open connection, inherited by the fork
+    multicore.shutdown()
+    with override_settings(MULTICORE={"workers": 1, "slots": 64}):
+        task = multicore.Task()
+        task.run(_connection_in_worker)
+        assert task.get(timeout=30) == [(True, 1)]  # a fresh wrapper, which then connects itself
+        assert multicore.pool_info()["slots"] == 64
+    multicore.shutdown()
+    assert connection.cursor().execute("SELECT 1").fetchone()[0] == 1  # the parent's session is intact
 
 
 def test_migrate_and_check_start_no_workers(tmp_path):

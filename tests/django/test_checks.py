@@ -96,7 +96,7 @@ def test_w002_in_memory_sqlite_database():
 def test_manage_py_check_fails_with_a_clear_message(tmp_path):
     (tmp_path / "bad_settings.py").write_text(textwrap.dedent("""
         from tests.settings import *
-        MULTICORE = {"workers": "four", "max_tasks_per_worker": 10}
+        MULTICORE = {"workers": "four", "max_tasks_per_worker": 10, "inline-size": 32}
     """))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT]), "DJANGO_SETTINGS_MODULE": "bad_settings"}
     proc = subprocess.run([sys.executable, "-m", "django", "check"], cwd=ROOT, env=env,
@@ -104,4 +104,7 @@ def test_manage_py_check_fails_with_a_clear_message(tmp_path):
     assert proc.returncode != 0
     assert "multicore.E003" in proc.stderr and "MULTICORE['workers'] must be an integer" in proc.stderr
     assert "multicore.E002" in proc.stderr and 'write "max-tasks-per-worker"' in proc.stderr
+    # The engine's own bound (the pool would refuse it at its start): refused here, with the range.
+    assert "MULTICORE['inline-size'] must be an integer from 64 to 1048576, got 32" in proc.stderr
+    assert "Use an integer from 64 to 1048576; the default is 3968" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -10,6 +10,8 @@ from multicore._pool import lifecycle
 from multicore import options as _options
 from multicore._pool import wire
 from multicore.exceptions import (
+    ConfigurationError,
+    MulticoreTypeError,
     PoolUnavailableError,
     TaskCompleteError,
     TimeoutExceededError,
@@ -85,9 +87,9 @@ class Task:
         if self._complete:
             raise TaskCompleteError()
         if not callable(fn):
-            raise TypeError(f"Task.run() needs a callable first, got {type(fn).__name__}: {fn!r:.80}")
+            raise MulticoreTypeError(f"Task.run() needs a callable first, got {type(fn).__name__}: {fn!r:.80}")
         if serialization_format not in wire.FORMATS:
-            raise ValueError(
+            raise ConfigurationError(
                 f"serialization_format must be one of {', '.join(map(repr, wire.FORMATS))}, "
                 f"got {serialization_format!r}"
             )

@@ -215,7 +215,7 @@ def encode_result(result: Any, fmt: int, fn: Any) -> tuple[int, bytes | list[Any
         if fmt == FORMATS["json"]:
             return fmt, json.dumps(result).encode()
         if not isinstance(result, str):
-            raise TypeError(f"serialization_format='string' needs a str result, got {type(result).__name__}")
+            raise SerializationError(f"serialization_format='string' needs a str result, got {type(result).__name__}")
         return fmt, result.encode("utf-8", "surrogatepass")
     except Exception as exc:  # noqa: BLE001
         name = {0: "pickle", 1: "json", 2: "string"}[fmt]

@@ -28,7 +28,6 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from multicore import hooks
 from multicore._pool import lifecycle
-from multicore import settings as multicore_settings
 from multicore.exceptions import MulticoreWarning
 
 logger = logging.getLogger("multicore.django")
@@ -187,11 +186,6 @@ def _user_stacklevel() -> int:
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
     return level
-
-
-def options_provider() -> dict[str, Any]:
-    """The options provider the app installs: MULTICORE settings as pool options."""
-    return multicore_settings.pool_options()
 
 
 def install() -> None:
