@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-rust test-python test-postgres test-bench bench clean
+.PHONY: help install demo lint test test-rust test-core test-python test-postgres test-bench bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -14,13 +14,21 @@ help: ## list the targets
 $(VENV)/.installed: $(RUST_SOURCES)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q -e '.[test,bench,lint]'
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and build multicore (Rust + Python) into it
 
 demo: install ## run the example project on SQLite under gunicorn, patched and not
 	$(PY) example_project/demo.py
+
+lint: install ## ruff (check and format), mypy, stubtest for _core.pyi, cargo fmt and clippy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest multicore._core
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 test: install test-rust test-bench test-python test-postgres ## run every test (Rust, benchmark smoke, Python on SQLite and PostgreSQL)
 

@@ -9,6 +9,7 @@ parent does it arrive as :class:`RemoteError`.
 from __future__ import annotations
 
 import signal as _signal
+from typing import Any
 
 __all__ = [
     "MulticoreError",
@@ -72,7 +73,7 @@ class WorkerLostError(MulticoreError):
         self.exitcode = exitcode
         self.signal = signal
 
-    def __reduce__(self):  # keep keyword-only attributes through pickling
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # keep keyword-only attributes through pickling
         return (_rebuild_worker_lost, (self.args[0], self.pid, self.exitcode, self.signal))
 
     @staticmethod
@@ -87,7 +88,7 @@ class WorkerLostError(MulticoreError):
         return f"exit code {status}"
 
 
-def _rebuild_worker_lost(message, pid, exitcode, signal):
+def _rebuild_worker_lost(message: str, pid: int | None, exitcode: int | None, signal: int | None) -> WorkerLostError:
     return WorkerLostError(message, pid=pid, exitcode=exitcode, signal=signal)
 
 
@@ -123,7 +124,7 @@ class RemoteError(MulticoreError):
         self.message = message
         self.traceback = traceback
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (RemoteError, (self.type_name, self.message, self.traceback))
 
 

@@ -6,10 +6,13 @@ Register them before the pool starts: workers are forked from the state the pare
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 Hook = Callable[[], None]
 #: Returns why the running pool no longer fits this process, or None while it does.
 Staleness = Callable[[], "str | None"]
+
+_F = TypeVar("_F", Hook, Staleness)
 
 pool_start: list[Hook] = []
 pool_stale: list[Staleness] = []
@@ -20,7 +23,7 @@ before_call: list[Hook] = []
 after_call: list[Hook] = []
 
 
-def _add(hooks: list[Hook], fn: Hook) -> Hook:
+def _add(hooks: list[_F], fn: _F) -> _F:
     if fn not in hooks:
         hooks.append(fn)
     return fn

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
+from types import FrameType
 from typing import Any
 
 from multicore._pool import lifecycle
@@ -44,7 +45,7 @@ def loading_in_preforking_master() -> bool:
         return False
     from gunicorn.workers.base import Worker
 
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         owner = frame.f_locals.get("self")
         if isinstance(owner, Worker):

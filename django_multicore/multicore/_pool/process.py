@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import traceback
+from typing import Any
 
 from multicore import _core
 from multicore._pool import forksafe
@@ -105,7 +106,7 @@ def _serve(worker: _core.Worker, options: Options) -> None:
             return
 
 
-def _execute(worker: _core.Worker, cache: wire.WorkerCache, slot: int, ticket: int) -> tuple[int, bytes, object]:
+def _execute(worker: _core.Worker, cache: wire.WorkerCache, slot: int, ticket: int) -> tuple[int, bytes | list[Any], object]:
     fn = None
     try:
         tag, payload = worker.read_request(slot, ticket)

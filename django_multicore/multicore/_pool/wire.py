@@ -14,9 +14,10 @@ import io
 import json
 import pickle
 import traceback
+from collections.abc import Callable
 from typing import Any
 
-from multicore.exceptions import RemoteError, RemoteTraceback, SerializationError
+from multicore.exceptions import ProtocolError, RemoteError, RemoteTraceback, SerializationError
 
 PROTOCOL = 5
 
@@ -66,7 +67,7 @@ def _has_big_buffer(obj: Any, depth: int = 2) -> bool:
     return False
 
 
-def _call_has_big_buffer(args: tuple, kwargs: dict) -> bool:
+def _call_has_big_buffer(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """``_has_big_buffer`` for a call's arguments, flat for the usual case of a few small ones
     (it runs on every ``run()``)."""
     for value in (*args, *kwargs.values()) if kwargs else args:
@@ -116,9 +117,16 @@ def dumps(obj: Any, big_buffers: bool | None = None) -> bytes | list[Any]:
 
 def loads(payload: bytes | list[bytes]) -> Any:
     """The inverse of :func:`dumps`: the engine returns a list for a multi-part payload."""
-    if type(payload) is list:
+    if isinstance(payload, list):
         return _OutOfBandUnpickler(payload).load()
     return pickle.loads(payload)
+
+
+def _single(payload: bytes | list[bytes]) -> bytes:
+    """A payload that travels in one part (JSON, text, error reports)."""
+    if isinstance(payload, list):
+        raise ProtocolError(f"a single-part payload arrived in {len(payload)} parts")
+    return payload
 
 
 def describe(obj: Any) -> str:
@@ -148,7 +156,7 @@ def _function_blob(fn: Any) -> bytes:
     return blob
 
 
-def _culprit(fn: Any, args: tuple, kwargs: dict, dumps) -> str:
+def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], dumps: Callable[[Any], object]) -> str:
     """Finds which part of a call cannot be pickled, for the error message."""
     candidates = [("the function", fn)]
     candidates += [(f"argument {i}", a) for i, a in enumerate(args)]
@@ -161,7 +169,9 @@ def _culprit(fn: Any, args: tuple, kwargs: dict, dumps) -> str:
     return "the call"
 
 
-def encode_call(fn: Any, args: tuple, kwargs: dict, result_format: str, use_dill: bool) -> tuple[int, bytes]:
+def encode_call(
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result_format: str, use_dill: bool
+) -> tuple[int, bytes | list[Any]]:
     fmt = FORMATS[result_format]
     if use_dill:
         try:
@@ -192,11 +202,12 @@ class WorkerCache:
     def __init__(self) -> None:
         self.functions: dict[bytes, Any] = {}
 
-    def decode_call(self, tag: int, payload: bytes | list[bytes]) -> tuple[Any, tuple, dict, int]:
+    def decode_call(self, tag: int, payload: bytes | list[bytes]) -> tuple[Any, tuple[Any, ...], dict[str, Any], int]:
         if tag == CALL_DILL:
             import dill
 
-            return dill.loads(payload)
+            call: tuple[Any, tuple[Any, ...], dict[str, Any], int] = dill.loads(_single(payload))
+            return call
         blob, args, kwargs, fmt = loads(payload)
         fn = self.functions.get(blob)
         if fn is None:
@@ -252,19 +263,19 @@ def decode_result(kind: int, body: bytes | list[bytes]) -> Any:
         except Exception as exc:  # noqa: BLE001
             raise SerializationError(f"a result could not be unpickled in the parent: {exc}") from exc
     if kind == FORMATS["json"]:
-        return json.loads(body)
+        return json.loads(_single(body))
     if kind == FORMATS["string"]:
-        return body.decode("utf-8", "surrogatepass")
+        return _single(body).decode("utf-8", "surrogatepass")
     if kind != RESULT_ERROR:
         raise SerializationError(f"unknown result kind {kind}")
-    blob, type_name, message, tb, reason = pickle.loads(body)
-    exc: BaseException
+    blob, type_name, message, tb, reason = pickle.loads(_single(body))
+    error: BaseException
     if blob is None:
-        exc = RemoteError(type_name, message, tb, reason)
+        error = RemoteError(type_name, message, tb, reason)
     else:
         try:
-            exc = pickle.loads(blob)
-        except Exception as why:  # noqa: BLE001
-            exc = RemoteError(type_name, message, tb, f"{type(why).__name__}: {why}")
-    exc.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
-    raise exc
+            error = pickle.loads(blob)
+        except Exception as why:  # noqa: BLE001 - whatever cannot be rebuilt arrives as RemoteError
+            error = RemoteError(type_name, message, tb, f"{type(why).__name__}: {why}")
+    error.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
+    raise error

@@ -20,6 +20,7 @@ import os
 import sys
 import warnings
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -182,7 +183,8 @@ def _user_stacklevel() -> int:
     """The ``stacklevel`` that points a warning raised by our caller at the first frame outside
     multicore (the user's ``Task()`` or ``initialize()``, however deep the pool start ran)."""
     package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(2), 2
+    frame: FrameType | None = sys._getframe(2)
+    level = 2
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
     return level

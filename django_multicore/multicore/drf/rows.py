@@ -26,7 +26,7 @@ def _plain_model(cls: type) -> bool:
     return (
         cls.__reduce__ is Model.__reduce__
         and cls.__getstate__ is Model.__getstate__
-        and cls.__setstate__ is Model.__setstate__
+        and getattr(cls, "__setstate__", None) is Model.__setstate__
         and cls.__reduce_ex__ is object.__reduce_ex__
     )
 
@@ -57,7 +57,7 @@ def dumps(rows: list) -> bytes:
     """``rows`` (model instances or anything picklable) as bytes for :func:`loads`."""
     encoder = _Encoder()
     encoded = [encoder.encode(row) for row in rows]
-    shapes = [None] * len(encoder.shapes)
+    shapes: list[tuple[type, tuple[str, ...]] | None] = [None] * len(encoder.shapes)
     for (cls, keys), index in encoder.shapes.items():
         shapes[index] = (cls, keys)
     return pickle.dumps((shapes, encoded), _PROTOCOL)
