@@ -30,15 +30,19 @@ lint: install ## ruff (check and format), mypy, stubtest for _core.pyi, cargo fm
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-test: install test-rust test-bench test-python test-postgres ## run every test (Rust, benchmark smoke, Python on SQLite and PostgreSQL)
+test: install test-rust test-bench test-core test-python test-postgres ## run every test (Rust, benchmark smoke, the core without Django, Python on SQLite and PostgreSQL)
 
 test-rust: ## the engine's own tests (no Python)
 	cargo test -p multicore-engine --lib --tests --quiet
 
-test-python: install ## the Python suite on SQLite
-	MULTICORE_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+CORE_TESTS := tests/core tests/faults
+DB_TESTS := tests/django tests/drf tests/gunicorn
 
-DB_TESTS := tests/django tests/drf tests/gunicorn tests/test_request.py
+test-core: install ## the Django-free core's tests with Django never imported (no pytest-django, no settings)
+	$(PY) -m pytest -o addopts="-ra --strict-markers" -p no:django $(CORE_TESTS) $(CORE_ARGS)
+
+test-python: install ## the Django suites on SQLite (or the tests named in PYTEST_ARGS)
+	MULTICORE_TEST_DB=sqlite $(PY) -m pytest $(if $(filter tests/%,$(PYTEST_ARGS)),,$(DB_TESTS)) $(PYTEST_ARGS)
 
 test-postgres: install ## the database suites again on PostgreSQL (127.0.0.1:5432); they fail if it is down
 	MULTICORE_TEST_DB=postgres $(PY) -m pytest $(DB_TESTS) $(PYTEST_ARGS)

@@ -180,6 +180,7 @@ def source_version():
 
 def machine_line():
     import loky
+
     import multicore
 
     model = "unknown CPU"
@@ -188,7 +189,7 @@ def machine_line():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"{model}, nproc {len(os.sched_getaffinity(0))}, Linux {platform.release()}, "
         f"Python {platform.python_version()}, multicore {multicore.__version__} ({source_version()}), loky {loky.__version__}, "

@@ -28,9 +28,24 @@ from multicore import Task
 from multicore.utils import ranges
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _util import (  # noqa: E402 - after the path set-up, so `python benchmarks/core.py` works anywhere
-    Noise, burn, cpu_ns, cpu_ticks, descendants, echo, loadavg, machine_line, median, percentile,
-    nap, progress, rotated, tiny, tiny_range, wait_quiet, TICK,
+from _util import (  # after the path set-up, so `python benchmarks/core.py` works anywhere
+    TICK,
+    Noise,
+    burn,
+    cpu_ns,
+    cpu_ticks,
+    descendants,
+    echo,
+    loadavg,
+    machine_line,
+    median,
+    nap,
+    percentile,
+    progress,
+    rotated,
+    tiny,
+    tiny_range,
+    wait_quiet,
 )
 
 WORKERS = 2
@@ -146,12 +161,14 @@ def bench_many(pools, s, results):
     for r in range(s.many_rounds):
         for lib in rotated(LIBS, r):
             pool = pools[lib]
-            runs = {"each": lambda: call_each(lib, pool, tiny, arglists),
-                    "ranges": lambda: [x for part in call_each(lib, pool, tiny_range, spans) for x in part]}
+            # Each lambda runs within this iteration; the defaults only pin that down for readers.
+            runs = {"each": lambda lib=lib, pool=pool: call_each(lib, pool, tiny, arglists),
+                    "ranges": lambda lib=lib, pool=pool: [
+                        x for part in call_each(lib, pool, tiny_range, spans) for x in part]}
             if lib == "mp.Pool":
-                runs["map"] = lambda: pool.map(tiny, expected)
+                runs["map"] = lambda pool=pool: pool.map(tiny, expected)
             elif lib != "multicore":
-                runs["map"] = lambda: list(pool.map(tiny, expected, chunksize=chunksize))
+                runs["map"] = lambda pool=pool: list(pool.map(tiny, expected, chunksize=chunksize))
             for name, run in runs.items():
                 seconds, out = timed(run)
                 assert out == expected, f"{lib} {name} returned wrong results"
@@ -199,7 +216,7 @@ def bench_cpu(pools, s, results):
     arglists = [(n,)] * s.cpu_chunks
     expected = [burn(n)] * s.cpu_chunks
     for r in range(s.cpu_rounds):
-        for lib in rotated(("sequential", "bare fork") + LIBS, r):
+        for lib in rotated(("sequential", "bare fork", *LIBS), r):
             if lib == "sequential":
                 seconds, out = timed(lambda: [burn(*a) for a in arglists])
             elif lib == "bare fork":
@@ -209,8 +226,8 @@ def bench_cpu(pools, s, results):
             assert out == expected, f"{lib} returned wrong sums"
             add(results, "cpu_s", lib, seconds)
     seq = results["cpu_s"].pop("sequential")
-    for lib in LIBS + ("bare fork",):
-        results.setdefault("cpu_speedup", {})[lib] = [q / t for q, t in zip(seq, results["cpu_s"][lib])]
+    for lib in (*LIBS, "bare fork"):
+        results.setdefault("cpu_speedup", {})[lib] = [q / t for q, t in zip(seq, results["cpu_s"][lib], strict=True)]
     return median(seq) / s.cpu_chunks
 
 

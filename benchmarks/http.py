@@ -106,7 +106,7 @@ def single_client(patched: runner.Gunicorn, plain: runner.Gunicorn, engaged: Eng
             order = [("patched", patched), ("plain", plain)]
             for name, server in order if i % 2 == 0 else order[::-1]:
                 times[name].append(checked(server, url))
-        row = {"rows": rows, "parallel": "%d/%d" % _share(engaged.since_last())}
+        row = {"rows": rows, "parallel": "{}/{}".format(*_share(engaged.since_last()))}
         for name, values in times.items():
             row[f"{name}_p50"] = statistics.median(values) * 1000
             row[f"{name}_p95"] = percentile(values, 0.95) * 1000
@@ -156,7 +156,7 @@ def concurrent_clients(patched: runner.Gunicorn, plain: runner.Gunicorn, engaged
         row = {"rows": rows, "patched_rps": statistics.median(rps["patched"]),
                "plain_rps": statistics.median(rps["plain"])}
         row["ratio"] = row["patched_rps"] / row["plain_rps"]
-        row["parallel"] = "%d/%d" % _share(engaged.since_last())
+        row["parallel"] = "{}/{}".format(*_share(engaged.since_last()))
         results.append(row)
         print(f"  {rows:>5} rows, 4 clients: patched {row['patched_rps']:.2f} req/s, unpatched "
               f"{row['plain_rps']:.2f} req/s ({row['ratio']:.2f}x; parallel {row['parallel']})", flush=True)

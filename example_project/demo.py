@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import runner  # noqa: E402
+import runner
 
 
 def timed(server: runner.Gunicorn, url: str, repeat: int = 5) -> tuple[float, bytes]:

@@ -3,6 +3,7 @@ and benchmarks/http.py): database set-up, start, readiness, process tree, clean 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -101,8 +102,11 @@ class Gunicorn:
         self.stop()
 
     def start(self, ready_timeout: float = 60) -> None:
-        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.args, cwd=HERE, env=self.env, stdout=log, stderr=log, start_new_session=True)
+        # gunicorn gets its own copy of the log's descriptor; ours is closed once it started.
+        with open(self.log_file, "ab") if self.log_file else contextlib.nullcontext(subprocess.DEVNULL) as log:
+            self.proc = subprocess.Popen(
+                self.args, cwd=HERE, env=self.env, stdout=log, stderr=log, start_new_session=True
+            )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

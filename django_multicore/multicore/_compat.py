@@ -24,8 +24,8 @@ def number_of_workers() -> int:
 def buffer_depth() -> int:
     """``multicore.BUFFER_DEPTH``: calls in flight at once (the original: 8 per worker; here the
     ``slots`` option)."""
-    from multicore._pool import lifecycle
     from multicore import options
+    from multicore._pool import lifecycle
 
     pool = lifecycle.owned()
     return pool.options.slots if pool is not None else options.current().slots

@@ -103,7 +103,7 @@ def capture(request: Any) -> dict[str, Any]:
     }
     try:
         pickle.dumps(state["user"], pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:  # noqa: BLE001 - any pickling failure gets the same advice
+    except Exception as exc:  # any pickling failure gets the same advice
         raise SerializationError(
             f"PicklableWSGIRequest cannot carry request.user ({type(state['user']).__qualname__}): "
             f"{type(exc).__name__}: {exc}. Make the user object picklable"
@@ -127,7 +127,7 @@ class PicklableWSGIRequest(WSGIRequest):
     equivalent request in a worker.
     """
 
-    def __init__(self, request: Any) -> None:  # noqa: D107 - documented on the class
+    def __init__(self, request: Any) -> None:
         self.__setstate__(capture(request))
 
     def __getstate__(self) -> dict[str, Any]:

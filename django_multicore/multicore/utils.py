@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multicore._pool.lifecycle import range_size
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time they load on first use (below)
+    from multicore.db.queryset import in_atomic_block, keyset_filter, keyset_ranges, parallel_safe, stable_order
+    from multicore.request import PicklableWSGIRequest
 
 __all__ = [
     "ranges",

@@ -1,5 +1,6 @@
 import time
-from multicore import initialize, shutdown, Task
+
+from multicore import Task, initialize, shutdown
 from multicore.utils import ranges
 
 items = range(100)

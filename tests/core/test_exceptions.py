@@ -41,7 +41,7 @@ def test_worker_lost_keeps_its_facts_through_pickle():
 
 def test_all_names_are_exported():
     """``__all__`` is exactly the module's public classes, and every error among them is a MulticoreError."""
-    public = {name for name, value in vars(e).items() if isinstance(value, type) and not name.startswith("_")}
+    public = {n for n, v in vars(e).items() if isinstance(v, type) and v.__module__ == e.__name__ and n[0] != "_"}
     assert set(e.__all__) == public
     for name in e.__all__:
         cls = getattr(e, name)

@@ -8,8 +8,8 @@ import multicore
 from multicore import Task, _core
 from multicore._pool import task as _task
 from multicore.exceptions import ConfigurationError, MulticoreTypeError
-from tests.conftest import pid_alive, run_python, wait_until, worker_pids
 from tests.core import helpers
+from tests.support import pid_alive, run_python, wait_until, worker_pids
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +45,7 @@ def test_shutdown_stops_every_process_and_is_idempotent():
     multicore.initialize(workers=2)
     assert wait_until(lambda: len(worker_pids()) == 2)
     info = multicore.pool_info()
-    pids = worker_pids() + [info["supervisor_pid"]]
+    pids = [*worker_pids(), info["supervisor_pid"]]
     multicore.shutdown()
     multicore.shutdown()
     assert not any(pid_alive(p) for p in pids), "shutdown returns after every process is gone"
@@ -70,7 +70,7 @@ def test_task_starts_a_pool_lazily():
 
 
 def test_unknown_option_names_the_valid_ones():
-    with pytest.raises(MulticoreTypeError, match="unknown multicore option.*valid options are"):
+    with pytest.raises(MulticoreTypeError, match=r"unknown multicore option.*valid options are"):
         multicore.initialize(worker=2)
 
 

@@ -16,8 +16,8 @@ from multicore.exceptions import (
     SerializationError,
     TaskCompleteError,
 )
-from tests.conftest import ROOT
 from tests.core import helpers
+from tests.support import ROOT
 
 
 def test_readme_example_runs_unchanged():
@@ -154,7 +154,7 @@ def test_calls_spread_over_all_workers(pool):
         pids.update(p for p in task.get() if p)
         if len(pids) == 2:
             break
-    assert pids == set(w["pid"] for w in pool()["workers"])
+    assert pids == {w["pid"] for w in pool()["workers"]}
 
 
 def test_default_timeout_comes_from_the_task(pool):
@@ -162,5 +162,5 @@ def test_default_timeout_comes_from_the_task(pool):
 
     task = Task(timeout=0.2)
     task.run(helpers.sleep_then, 5, None)
-    with pytest.raises(TimeoutExceededError, match="timed out after 0.2s"):
+    with pytest.raises(TimeoutExceededError, match=r"timed out after 0\.2s"):
         task.get()

@@ -1,4 +1,4 @@
-"""The app: lazy per-process pools (migrate, check, runserver's autoreloader), warm_up(), the DRF switch."""
+"""The app: lazy per-process pools (migrate, check, runserver's autoreloader), warm_up(); the DRF switch is in tests/drf/test_patch.py."""
 
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ import time
 import urllib.request
 
 import pytest
-
 from django.db import connection
 from django.test import override_settings
 
 import multicore
-from tests.conftest import ROOT, pid_alive, run_python, wait_until, worker_pids
+from tests.support import ROOT, pid_alive, run_python, wait_until, worker_pids
 
 
 def _settings_module(tmp_path, extra=""):
@@ -79,22 +78,6 @@ def test_warm_up_starts_the_pool_once():
         assert multicore.pool_info()["supervisor_pid"] == supervisor
     finally:
         multicore.shutdown()
-
-
-def test_drf_list_patch_switch(tmp_path):
-    code = """
-        import sys, django
-        django.setup()
-        if "multicore.drf" not in sys.modules:
-            print("drf-not-imported")
-        else:
-            from multicore import drf
-            print("patched" if drf.is_patched() else "not-patched")
-    """
-    off = run_python(code, env=_settings_module(tmp_path))
-    assert "drf-not-imported" in off.stdout
-    on = run_python(code, env=_settings_module(tmp_path, 'MULTICORE = {"drf-list-patch": True}'))
-    assert "patched" in on.stdout.split()
 
 
 def _free_port() -> int:
@@ -161,6 +144,7 @@ def test_runserver_autoreload_leaves_exactly_one_pool(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        server.stderr.close()
 
 
 def _serving_pid(url: str):

@@ -12,7 +12,7 @@ from django.core import checks
 from django.test import override_settings
 
 from multicore.checks import check_databases, check_settings
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def _ids(multicore_setting):

@@ -11,7 +11,7 @@ from django.test import override_settings
 import multicore
 from multicore import options as _options
 from multicore.settings import DEFAULTS, KEYS, InvalidSettingError, get_config, parse_size
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_every_key_is_an_option_spelled_with_hyphens():

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 import multicore
-from tests.conftest import ROOT, run_python
+from tests.support import ROOT, run_python
 from tests.testapp import tasks
 from tests.testapp.models import Item
 

@@ -13,11 +13,15 @@ from django.test import Client
 from multicore import drf
 from tests.testapp.models import Item, UUIDItem
 
-pytestmark = pytest.mark.urls("tests.drf.urls")
-
 # Other programs may keep this machine's CPUs busy: the busy-CPU guard is off here, and has its
 # own test in test_fallbacks.py.
 MULTICORE = {"workers": 2, "drf-min-items": 2, "drf-min-idle-cpus": 0}
+
+
+@pytest.fixture
+def drf_multicore() -> dict:
+    """The MULTICORE setting the DRF tests run with (``drf_db`` applies it)."""
+    return dict(MULTICORE)
 
 
 @pytest.fixture
@@ -56,7 +60,7 @@ class Compare:
 
 
 def _first_difference(a: bytes, b: bytes) -> str:
-    at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
     return f"responses differ at byte {at}: patched {a[max(0, at - 60):at + 60]!r} vs DRF {b[max(0, at - 60):at + 60]!r}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import run_python
+from tests.support import run_python
 
 SCENARIO = r'''
 import os

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import run_python
+from tests.support import run_python
 
 SCENARIO = r'''
 import concurrent.futures, logging, os, signal, sys, threading, time, warnings

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_python
+from tests.support import run_python
 
 ORCHESTRATOR = r'''
 import json, os, select, signal, subprocess, sys, time
@@ -98,7 +98,7 @@ time.sleep(60)
 def run_scenario(victim: str, rounds: int, delay: float, timeout: float) -> dict:
     code = ORCHESTRATOR.format(victim=victim, rounds=rounds, delay=delay)
     proc = run_python(code, timeout=timeout)
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    line = next(text for text in proc.stdout.splitlines() if text.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import run_python
+from tests.support import run_python
 
 PRELUDE = r'''
 import ctypes, os, random, signal, sys, threading, time

@@ -5,18 +5,12 @@ PostgreSQL server (dropped afterwards). Every server is stopped in a ``finally``
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.gunicorn.example import runner
+from tests.support import ON_POSTGRES
 
-sys.path.insert(0, os.path.join(ROOT, "example_project"))
-
-import runner  # noqa: E402 - example_project/runner.py
-
-
-ON_POSTGRES = os.environ.get("MULTICORE_TEST_DB", "sqlite") == "postgres"
 PG_SERVER = "postgresql://root@127.0.0.1:5432/postgres"
 
 

@@ -14,12 +14,10 @@ import sys
 import traceback
 from typing import Any
 
-from multicore import _core
-from multicore._pool import forksafe
-from multicore import hooks
-from multicore._pool import wire
-from multicore.options import Options
+from multicore import _core, hooks
+from multicore._pool import forksafe, wire
 from multicore.exceptions import SerializationError, SharedMemoryError
+from multicore.options import Options
 
 logger = logging.getLogger("multicore.worker")
 
@@ -79,7 +77,7 @@ def worker_main(supervisor: _core.Supervisor, index: int, options: Options) -> N
         worker.ready()
         _serve(worker, options)
         hooks.run(hooks.worker_exit)
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         logger.exception("multicore worker %d (pid %d) failed", index, os.getpid())
         code = 1
     finally:

@@ -6,9 +6,8 @@ import time
 from typing import Any, Literal, cast
 
 from multicore import _core
-from multicore._pool import lifecycle
 from multicore import options as _options
-from multicore._pool import wire
+from multicore._pool import lifecycle, wire
 from multicore.exceptions import (
     ConfigurationError,
     MulticoreTypeError,

@@ -57,11 +57,9 @@ def _has_big_buffer(obj: Any, depth: int = 2) -> bool:
         obj = obj.values()
     elif kind is not tuple and kind is not list:
         return False
-    seen = 0
-    for item in obj:
+    for seen, item in enumerate(obj, 1):
         if _has_big_buffer(item, depth - 1):
             return True
-        seen += 1
         if seen == _SCAN_ITEMS:
             return False
     return False
@@ -182,13 +180,13 @@ def encode_call(
             ) from exc
         try:
             return CALL_DILL, dill.dumps((fn, args, kwargs, fmt), protocol=PROTOCOL)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise SerializationError(
                 f"cannot send {_culprit(fn, args, kwargs, dill.dumps)} to a worker, even with dill"
             ) from exc
     try:
         return CALL_PICKLE, dumps((_function_blob(fn), args, kwargs, fmt), _call_has_big_buffer(args, kwargs))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise SerializationError(
             f"cannot send {_culprit(fn, args, kwargs, lambda o: pickle.dumps(o, PROTOCOL))} to a "
             "worker. Use a module-level function and picklable arguments, or run(..., "
@@ -260,7 +258,7 @@ def decode_result(kind: int, body: bytes | list[bytes]) -> Any:
     if kind == FORMATS["pickle"]:
         try:
             return loads(body)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise SerializationError(f"a result could not be unpickled in the parent: {exc}") from exc
     if kind == FORMATS["json"]:
         return json.loads(_single(body))

@@ -83,7 +83,7 @@ def _quietly(fn: Any, what: str) -> None:
     # A failing hook must not take the worker down: the next call gets a fresh connection anyway.
     try:
         fn()
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("multicore: %s failed in pid %d", what, os.getpid())
 
 

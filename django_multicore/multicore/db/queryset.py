@@ -147,4 +147,4 @@ def keyset_ranges(queryset: QuerySet, min_range_size: int = 0, number_of_workers
         rest = keys.filter(pk__gte=nxt[0])
     lows = [None, *bounds]
     highs = [*bounds, None]
-    return list(zip(lows, highs))
+    return list(zip(lows, highs, strict=True))

@@ -46,9 +46,9 @@ from rest_framework.utils.encoders import JSONEncoder
 
 import multicore
 from multicore._pool import lifecycle
+from multicore._pool.lifecycle import default_workers
 from multicore.drf import rows as _rows
 from multicore.settings import get_config
-from multicore._pool.lifecycle import default_workers
 from multicore.utils import ranges
 
 __all__ = ["patch", "unpatch", "is_patched", "parallel_list", "stats", "SplicedRows"]

@@ -69,7 +69,7 @@ def _decode(item: tuple, shapes: list) -> Any:
     _, shape, values, related, db, adding = item
     cls, keys = shapes[shape]
     obj = cls.__new__(cls)
-    obj.__dict__.update(zip(keys, values))
+    obj.__dict__.update(zip(keys, values, strict=True))
     state = ModelState()
     state.db = db
     state.adding = adding

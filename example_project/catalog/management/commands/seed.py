@@ -1,7 +1,7 @@
 """``manage.py seed``: generates users, categories and products (deterministic for a given --seed)."""
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -57,7 +57,7 @@ class Command(BaseCommand):
         categories = Category.objects.bulk_create(
             Category(name=name, slug=name.lower()) for name in CATEGORIES
         )
-        start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        start = datetime(2024, 1, 1, tzinfo=UTC)
         Product.objects.bulk_create(
             (
                 Product(

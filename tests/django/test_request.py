@@ -139,7 +139,7 @@ def test_clear_errors():
     request = RequestFactory().get("/")
     request.user = AnonymousUser()
     request.user.lock = threading.Lock()
-    with pytest.raises(TypeError, match="cannot carry request.user"):
+    with pytest.raises(TypeError, match=r"cannot carry request\.user"):
         PicklableWSGIRequest(request)
 
 
