@@ -17,8 +17,14 @@ from multicore.exceptions import ConfigurationError
 from multicore.settings import KEYS
 
 # The engine's parameters, and the cheapest value of each (a region of a few pages).
-ENGINE = {"workers": 1, "slots": _core.MIN_SLOTS, "inline_size": _core.MIN_INLINE_SIZE, "worker_spin_us": 0,
-          "parent_spin_us": 0, "max_payload": None}
+ENGINE = {
+    "workers": 1,
+    "slots": _core.MIN_SLOTS,
+    "inline_size": _core.MIN_INLINE_SIZE,
+    "worker_spin_us": 0,
+    "parent_spin_us": 0,
+    "max_payload": None,
+}
 
 
 def _edges(rule: options.Rule) -> list[Any]:
@@ -92,7 +98,10 @@ def test_the_engine_bounds_come_from_the_engine():
     rules = options.rules()
     assert (rules["workers"].minimum, rules["workers"].maximum) == (1, _core.MAX_WORKERS)
     assert (rules["slots"].minimum, rules["slots"].maximum) == (_core.MIN_SLOTS, _core.MAX_SLOTS)
-    assert (rules["inline_size"].minimum, rules["inline_size"].maximum) == (_core.MIN_INLINE_SIZE, _core.MAX_INLINE_SIZE)
+    assert (rules["inline_size"].minimum, rules["inline_size"].maximum) == (
+        _core.MIN_INLINE_SIZE,
+        _core.MAX_INLINE_SIZE,
+    )
 
 
 def test_initialize_names_the_option_and_the_fix():
