@@ -26,8 +26,7 @@ __all__ = ["Options", "Rule", "Problem", "rules", "problem", "current", "validat
 
 Kind = Literal["int", "number", "bytes", "bool", "choice"]
 
-# The widths of the engine's integer parameters (pyo3 refuses anything larger).
-_U32_MAX = 2**32 - 1
+# max_payload travels as a u64 (the binding refuses anything larger).
 _U64_MAX = 2**64 - 1
 
 
@@ -76,7 +75,7 @@ class Options:
     # The pool: read when a process starts its pool ("max_load_average" and "timeout" by every Task()).
     workers: int | None = _option(
         None, "int", "Worker processes; None = the CPUs this process may use (affinity and cgroup quota).",
-        minimum=1, maximum=_core.MAX_WORKERS, nullable=True,
+        minimum=_core.MIN_WORKERS, maximum=_core.MAX_WORKERS, nullable=True,
     )
     max_load_average: float | None = _option(
         None, "number", "Per-core 1-minute load average above which Task() returns None; None = never refuse.",
@@ -104,11 +103,11 @@ class Options:
     )
     worker_spin_us: int = _option(
         200, "int", "How long an idle worker spins for new work before sleeping, microseconds.",
-        minimum=0, maximum=_U32_MAX,
+        minimum=0, maximum=_core.MAX_SPIN_US,
     )
     parent_spin_us: int = _option(
         50, "int", "How long get() spins for a result before sleeping, microseconds.",
-        minimum=0, maximum=_U32_MAX,
+        minimum=0, maximum=_core.MAX_SPIN_US,
     )
     max_payload: int | None = _option(
         None, "bytes", "Largest payload either way, bytes; None = limited by memory only.",

@@ -13,7 +13,7 @@ from django.test import override_settings
 
 import multicore
 from multicore import _core, options
-from multicore.exceptions import ConfigurationError
+from multicore.exceptions import ConfigurationError, SerializationError
 from multicore.settings import KEYS
 
 # The engine's parameters, and the cheapest value of each (a region of a few pages).
@@ -63,7 +63,7 @@ def _engine_accepts(field: str, value: Any) -> bool:
     value = options.coerce(field, value)[0]
     try:
         pool = _core.Pool(**{**ENGINE, field: value})
-    except (ValueError, TypeError, OverflowError):
+    except (ConfigurationError, SerializationError, TypeError, OverflowError):
         return False
     pool.shutdown(0.0)
     return True
@@ -96,7 +96,8 @@ def test_every_option_has_a_rule_and_a_default():
 
 def test_the_engine_bounds_come_from_the_engine():
     rules = options.rules()
-    assert (rules["workers"].minimum, rules["workers"].maximum) == (1, _core.MAX_WORKERS)
+    assert (rules["workers"].minimum, rules["workers"].maximum) == (_core.MIN_WORKERS, _core.MAX_WORKERS)
+    assert rules["worker_spin_us"].maximum == rules["parent_spin_us"].maximum == _core.MAX_SPIN_US
     assert (rules["slots"].minimum, rules["slots"].maximum) == (_core.MIN_SLOTS, _core.MAX_SLOTS)
     assert (rules["inline_size"].minimum, rules["inline_size"].maximum) == (
         _core.MIN_INLINE_SIZE,

@@ -1,5 +1,6 @@
 """Scenarios of tests/faults/test_bad_input.py (run as ``python -m tests.faults.scenarios.bad_input <scenario>``)."""
 
+import errno
 import os
 import resource
 import signal
@@ -7,8 +8,17 @@ import threading
 import time
 
 import multicore
-from multicore import Task
-from multicore.exceptions import MulticoreError, RemoteError, SerializationError, SharedMemoryError
+from multicore import Task, _core
+from multicore._pool import lifecycle
+from multicore.exceptions import (
+    ConfigurationError,
+    MulticoreError,
+    MulticoreOSError,
+    ProtocolError,
+    RemoteError,
+    SerializationError,
+    SharedMemoryError,
+)
 from tests.faults._util import wait_for
 
 
@@ -176,6 +186,50 @@ def keyboard_interrupt_in_get_stops_the_calls_and_keeps_the_pool() -> None:
     )
     expect(MulticoreError, t.get, "already collected")
     still_works("after Ctrl-C")
+
+
+# The engine's cheapest valid options, for calling _core.Pool directly.
+ENGINE_OPTIONS = {
+    "workers": 2,
+    "slots": 4,
+    "inline_size": 64,
+    "worker_spin_us": 0,
+    "parent_spin_us": 0,
+    "max_payload": None,
+}
+
+
+def pool_options_out_of_the_engines_range_are_configuration_errors() -> None:
+    exc = expect(ConfigurationError, lambda: multicore.initialize(workers=2, inline_size=32), "inline_size", "64")
+    assert isinstance(exc, ValueError)  # still caught by `except ValueError`
+    # The engine's own check, behind the binding, raises the same class (never a bare ValueError).
+    options = ENGINE_OPTIONS
+    expect(ConfigurationError, lambda: _core.Pool(**{**options, "slots": _core.MAX_SLOTS + 1}), "slots", "65536")
+    expect(
+        ConfigurationError, lambda: _core.Pool(**{**options, "inline_size": _core.MIN_INLINE_SIZE - 1}), "inline_size"
+    )
+    expect(ConfigurationError, lambda: _core.Pool(**{**options, "workers": _core.MAX_WORKERS + 1}), "workers", "1024")
+    still_works("after refused options")
+
+
+def the_binding_refuses_a_malformed_payload_with_multicore_errors() -> None:
+    core = lifecycle.ensure_pool().core
+    exc = expect(SerializationError, lambda: core.submit(0, 42), "not int")
+    assert isinstance(exc, TypeError)  # still caught by `except TypeError`
+    expect(SerializationError, lambda: core.submit(0, [b"ok", 42]), "not list")
+    expect(ProtocolError, lambda: core.submit(1 << 31, b""), "2**31")
+    assert multicore.pool_info()["slots_in_use"] == 0
+    still_works("after malformed payloads")
+
+
+def a_failed_system_call_is_a_multicore_os_error_with_its_errno() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    open_fds = len(os.listdir("/proc/self/fd")) - 1  # minus the one listdir itself used
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_fds, hard))  # no descriptor left
+    exc = expect(OSError, lambda: _core.Pool(**ENGINE_OPTIONS), "failed", "Too many open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert isinstance(exc, MulticoreOSError) and isinstance(exc, MulticoreError), type(exc).__mro__
+    assert exc.errno == errno.EMFILE, (exc.errno, str(exc))
 
 
 if __name__ == "__main__":
