@@ -42,7 +42,7 @@ class _Call:
         self.slot = slot
         self.ticket = ticket
         self.fn = fn  # for error messages only; its name is looked up when one is needed
-        self.outcome: _core.Outcome | tuple[Literal["cancelled"]] | None = None
+        self.outcome: _core._Outcome | tuple[Literal["cancelled"]] | None = None
 
     @property
     def name(self) -> str:
@@ -148,7 +148,7 @@ class Task:
             # Timeouts and Ctrl-C stop the work; after a lost worker the rest may finish, unread.
             self._cancel_pending(kill=not isinstance(exc, WorkerLostError))
             raise
-        return [wire.decode_result(*cast("tuple[str, int, _core.Payload]", call.outcome)[1:]) for call in self._calls]
+        return [wire.decode_result(*cast("tuple[str, int, _core._Payload]", call.outcome)[1:]) for call in self._calls]
 
     def _wait_all(self, deadline: float | None, timeout: float | None) -> None:
         core = self._pool.core
