@@ -137,7 +137,8 @@ class ProtocolError(MulticoreError):
 
 
 class NoAvailableInputBufferError(MulticoreError):
-    """Kept for code written for the original django-multicore, where ``run()`` raised it when
+    """Kept for code written for the original django-multicore
+    (https://github.com/praekelt/django-multicore), where ``run()`` raised it when
     every input buffer was taken. Never raised: ``run()`` waits for a free slot instead."""
 
 

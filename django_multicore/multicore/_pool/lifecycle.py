@@ -78,7 +78,8 @@ def _start(options: _options.Options) -> PoolHandle:
 def initialize(workers: int | None = None, *, force: bool = False, **options: Any) -> None:
     """Starts this process's pool (idempotent). Keywords override the configured options.
 
-    ``force`` is accepted for code written for the original django-multicore, whose
+    ``force`` is accepted for code written for the original django-multicore
+    (https://github.com/praekelt/django-multicore), whose
     ``initialize()`` started workers only when it guessed a server was running; this one always
     starts the pool, so ``force`` changes nothing (docs/compatibility.md).
     """

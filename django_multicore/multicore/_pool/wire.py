@@ -2,7 +2,7 @@
 
 A request is ``pickle((function_blob, args, kwargs, result_format))`` where ``function_blob`` is
 the function pickled by reference once and cached on both sides: pickling the function reference
-costs more than the whole transport (research/ipc-floor.md). With ``use_dill`` the whole call is
+costs more than the whole transport (docs/design.md). With ``use_dill`` the whole call is
 dill-pickled instead. The request tag says which.
 
 A response's tag is its kind: a result in one of the three formats, or an error report.
@@ -25,7 +25,7 @@ PROTOCOL = 5
 CALL_PICKLE = 0
 CALL_DILL = 1
 
-# Result formats (the original's serialization_format) and response kinds.
+# Result formats (serialization_format, as in django-multicore) and response kinds.
 FORMATS = {"pickle": 0, "json": 1, "string": 2}
 RESULT_ERROR = 3
 
