@@ -60,10 +60,10 @@ def test_run_keywords_and_load_guard():
 
 
 def test_module_constants():
-    assert multicore.NUMBER_OF_WORKERS == multicore._core.usable_cpus()  # no pool: what it would start
+    assert multicore._core.usable_cpus() == multicore.NUMBER_OF_WORKERS  # no pool: what it would start
     initialize(workers=2)
     assert multicore.NUMBER_OF_WORKERS == 2
-    assert multicore.BUFFER_DEPTH == multicore.pool_info()["options"].slots
+    assert multicore.pool_info()["options"].slots == multicore.BUFFER_DEPTH
     assert isinstance(multicore.MMAP_SIZE, int) and multicore.PY3 is True
     assert list(ranges(range(10))) == [(0, 5), (5, 10)]  # one range per worker, as before
     with pytest.raises(AttributeError):
