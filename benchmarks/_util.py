@@ -169,10 +169,14 @@ def source_version():
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        head = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", repo, "diff", "--quiet", "HEAD", "--", "rust", "django_multicore"],
-                               capture_output=True, timeout=10).returncode
+        head = subprocess.run(
+            ["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", repo, "diff", "--quiet", "HEAD", "--", "rust", "django_multicore"],
+            capture_output=True,
+            timeout=10,
+        ).returncode
     except (OSError, subprocess.SubprocessError):
         return "unknown commit"
     return f"commit {head or 'unknown'}{' + uncommitted changes' if dirty else ''}"

@@ -79,15 +79,42 @@ def descendants(pid: int) -> list[int]:
 class Gunicorn:
     """``with Gunicorn(env, workers=2) as server:`` starts the example project; always stopped."""
 
-    def __init__(self, env: dict[str, str], *, workers: int = 1, worker_class: str = "sync", threads: int = 1,
-                 preload: bool = False, max_requests: int = 0, timeout: int = 30, log_file: str | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 1,
+        worker_class: str = "sync",
+        threads: int = 1,
+        preload: bool = False,
+        max_requests: int = 0,
+        timeout: int = 30,
+        log_file: str | None = None,
+    ) -> None:
         self.port = free_port()
         self.env = env
         self.args = [
-            sys.executable, "-m", "gunicorn", "-c", str(HERE / "gunicorn.conf.py"),
-            "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), "--worker-class", worker_class,
-            "--threads", str(threads), "--max-requests", str(max_requests), "--max-requests-jitter", "0",
-            "--timeout", str(timeout), "--graceful-timeout", "5",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(HERE / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            worker_class,
+            "--threads",
+            str(threads),
+            "--max-requests",
+            str(max_requests),
+            "--max-requests-jitter",
+            "0",
+            "--timeout",
+            str(timeout),
+            "--graceful-timeout",
+            "5",
         ] + (["--preload"] if preload else [])
         self.workers = workers
         self.log_file = log_file

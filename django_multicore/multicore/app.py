@@ -5,6 +5,7 @@ from multicore.apps import MulticoreConfig
 
 __all__ = ["MulticoreAppConfig"]
 
+
 class MulticoreAppConfig(MulticoreConfig):
     """The same app under the original's class name (it started workers in ``ready()``; this one
     starts the pool on first use, like :class:`~multicore.apps.MulticoreConfig`)."""

@@ -51,8 +51,9 @@ class MulticoreTypeError(MulticoreError, TypeError):
 class TaskCompleteError(MulticoreError):
     """``run()`` or ``get()`` was called on a Task whose results were already collected."""
 
-    def __init__(self, message: str = "this Task's results were already collected with get(); "
-                 "create a new Task() for more work") -> None:
+    def __init__(
+        self, message: str = "this Task's results were already collected with get(); create a new Task() for more work"
+    ) -> None:
         super().__init__(message)
 
 
@@ -66,8 +67,9 @@ class WorkerLostError(MulticoreError):
     The pool has already replaced the worker; a new Task works normally.
     """
 
-    def __init__(self, message: str, *, pid: int | None = None, exitcode: int | None = None,
-                 signal: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, pid: int | None = None, exitcode: int | None = None, signal: int | None = None
+    ) -> None:
         super().__init__(message)
         self.pid = pid
         self.exitcode = exitcode

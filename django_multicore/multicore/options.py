@@ -74,62 +74,110 @@ class Options:
 
     # The pool: read when a process starts its pool ("max_load_average" and "timeout" by every Task()).
     workers: int | None = _option(
-        None, "int", "Worker processes; None = the CPUs this process may use (affinity and cgroup quota).",
-        minimum=_core.MIN_WORKERS, maximum=_core.MAX_WORKERS, nullable=True,
+        None,
+        "int",
+        "Worker processes; None = the CPUs this process may use (affinity and cgroup quota).",
+        minimum=_core.MIN_WORKERS,
+        maximum=_core.MAX_WORKERS,
+        nullable=True,
     )
     max_load_average: float | None = _option(
-        None, "number", "Per-core 1-minute load average above which Task() returns None; None = never refuse.",
-        minimum=0, nullable=True,
+        None,
+        "number",
+        "Per-core 1-minute load average above which Task() returns None; None = never refuse.",
+        minimum=0,
+        nullable=True,
     )
     timeout: float | None = _option(
-        None, "number", "Default timeout of Task.get(), seconds; None = wait as long as it takes.",
-        minimum=0, nullable=True,
+        None,
+        "number",
+        "Default timeout of Task.get(), seconds; None = wait as long as it takes.",
+        minimum=0,
+        nullable=True,
     )
     max_tasks_per_worker: int | None = _option(
-        None, "int", "Replace a worker after it ran this many calls (between calls); None = never.",
-        minimum=1, nullable=True,
+        None,
+        "int",
+        "Replace a worker after it ran this many calls (between calls); None = never.",
+        minimum=1,
+        nullable=True,
     )
     max_memory_per_worker: int | None = _option(
-        None, "bytes", "Replace a worker whose resident memory exceeds this after a call; None = never.",
-        minimum=1, nullable=True,
+        None,
+        "bytes",
+        "Replace a worker whose resident memory exceeds this after a call; None = never.",
+        minimum=1,
+        nullable=True,
     )
     slots: int = _option(
-        256, "int", "Calls in flight at once (shared-memory slots); run() waits for capacity beyond this.",
-        minimum=_core.MIN_SLOTS, maximum=_core.MAX_SLOTS,
+        256,
+        "int",
+        "Calls in flight at once (shared-memory slots); run() waits for capacity beyond this.",
+        minimum=_core.MIN_SLOTS,
+        maximum=_core.MAX_SLOTS,
     )
     inline_size: int = _option(
-        3968, "int", "Bytes of a request or result kept inside its slot; bigger ones use recycled segments.",
-        minimum=_core.MIN_INLINE_SIZE, maximum=_core.MAX_INLINE_SIZE,
+        3968,
+        "int",
+        "Bytes of a request or result kept inside its slot; bigger ones use recycled segments.",
+        minimum=_core.MIN_INLINE_SIZE,
+        maximum=_core.MAX_INLINE_SIZE,
     )
     worker_spin_us: int = _option(
-        200, "int", "How long an idle worker spins for new work before sleeping, microseconds.",
-        minimum=0, maximum=_core.MAX_SPIN_US,
+        200,
+        "int",
+        "How long an idle worker spins for new work before sleeping, microseconds.",
+        minimum=0,
+        maximum=_core.MAX_SPIN_US,
     )
     parent_spin_us: int = _option(
-        50, "int", "How long get() spins for a result before sleeping, microseconds.",
-        minimum=0, maximum=_core.MAX_SPIN_US,
+        50,
+        "int",
+        "How long get() spins for a result before sleeping, microseconds.",
+        minimum=0,
+        maximum=_core.MAX_SPIN_US,
     )
     max_payload: int | None = _option(
-        None, "bytes", "Largest payload either way, bytes; None = limited by memory only.",
-        minimum=1, maximum=_U64_MAX, nullable=True,
+        None,
+        "bytes",
+        "Largest payload either way, bytes; None = limited by memory only.",
+        minimum=1,
+        maximum=_U64_MAX,
+        nullable=True,
     )
     shutdown_grace: float = _option(
-        2.0, "number", "Seconds shutdown() lets running calls finish before killing their workers.", minimum=0,
+        2.0,
+        "number",
+        "Seconds shutdown() lets running calls finish before killing their workers.",
+        minimum=0,
     )
     # The Django integration: read through multicore.settings.get_config().
     drf_list_patch: bool = _option(
-        False, "bool", "Patch Django REST framework's list views to serialize large pages in parallel.", pool=False,
+        False,
+        "bool",
+        "Patch Django REST framework's list views to serialize large pages in parallel.",
+        pool=False,
     )
     drf_min_items: int = _option(
-        100, "int", "With the DRF patch: lists shorter than this are serialized in-process.", minimum=0, pool=False,
+        100,
+        "int",
+        "With the DRF patch: lists shorter than this are serialized in-process.",
+        minimum=0,
+        pool=False,
     )
     drf_min_idle_cpus: int = _option(
-        1, "int", "With the DRF patch: parallelize only while at least this many CPUs are idle (0 = always).",
-        minimum=0, pool=False,
+        1,
+        "int",
+        "With the DRF patch: parallelize only while at least this many CPUs are idle (0 = always).",
+        minimum=0,
+        pool=False,
     )
     in_atomic_block: str = _option(
-        "sequential", "choice", "What database-reading helpers do inside the caller's atomic() block.",
-        choices=("sequential", "raise"), pool=False,
+        "sequential",
+        "choice",
+        "What database-reading helpers do inside the caller's atomic() block.",
+        choices=("sequential", "raise"),
+        pool=False,
     )
 
 

@@ -22,12 +22,15 @@ from tests.support import ROOT, pid_alive, run_python, wait_until, worker_pids
 
 def _settings_module(tmp_path, extra=""):
     """A settings module on a private SQLite file, importable as ``tmp_settings``."""
-    (tmp_path / "tmp_settings.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "tmp_settings.py").write_text(
+        textwrap.dedent(f"""
         import os
         from tests.settings import *
         if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
             DATABASES["default"]["NAME"] = {str(tmp_path / "db.sqlite3")!r}
-    """) + textwrap.dedent(extra))
+    """)
+        + textwrap.dedent(extra)
+    )
     return {"PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT]), "DJANGO_SETTINGS_MODULE": "tmp_settings"}
 
 
@@ -52,7 +55,8 @@ def test_ready_connects_the_settings_and_the_database(multicore_db):
 
 
 def test_migrate_and_check_start_no_workers(tmp_path):
-    run_python("""
+    run_python(
+        """
         import os, django
         django.setup()
         from django.core.management import call_command
@@ -63,7 +67,9 @@ def test_migrate_and_check_start_no_workers(tmp_path):
         children = open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split()
         assert children == [], children
         print("no pool")
-    """, env=_settings_module(tmp_path))
+    """,
+        env=_settings_module(tmp_path),
+    )
 
 
 def test_warm_up_starts_the_pool_once():
@@ -111,7 +117,11 @@ def test_runserver_autoreload_leaves_exactly_one_pool(tmp_path):
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/pool/"
     try:

@@ -15,7 +15,9 @@ from tests.support import run_module
 @pytest.mark.timeout(60)
 def test_a_worker_death_logged_by_the_engine_reaches_the_multicore_logger(tmp_path):
     log_file = tmp_path / "multicore.log"
-    proc = run_module("tests.faults.scenarios.engine_logging", "worker_death_reaches_the_multicore_logger", str(log_file))
+    proc = run_module(
+        "tests.faults.scenarios.engine_logging", "worker_death_reaches_the_multicore_logger", str(log_file)
+    )
     victim, described = proc.stdout.splitlines()[0].split(maxsplit=2)[1:]
     lines = log_file.read_text().splitlines()
     expected = f"multicore.engine.supervisor|WARNING|worker pid {victim} died ({described}); replacing it"

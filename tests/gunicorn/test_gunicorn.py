@@ -58,9 +58,14 @@ def test_patched_responses_match_unpatched_under_gunicorn(serve, example_env):
     plain = runner.Gunicorn({**example_env, "MULTICORE_DRF_PATCH": "0"}, log_file=example_env["GUNICORN_LOG"])
     try:
         plain.start()
-        for path in ["/api/products/?limit=300&tag=x", "/api/product-pages/?page=2&page_size=150",
-                     "/api/product-cursor/?page_size=120", "/api/product-list/?category=garden&ordering=-price",
-                     "/api/products/?search=lamp&ordering=name&limit=400", "/api/categories/"]:
+        for path in [
+            "/api/products/?limit=300&tag=x",
+            "/api/product-pages/?page=2&page_size=150",
+            "/api/product-cursor/?page_size=120",
+            "/api/product-list/?category=garden&ordering=-price",
+            "/api/products/?search=lamp&ordering=name&limit=400",
+            "/api/categories/",
+        ]:
             before = patched.json("/pool/")["tasks_done"]
             a, b = patched.request(path), plain.request(path)
             assert a[0] == b[0] == 200

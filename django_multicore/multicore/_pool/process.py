@@ -104,7 +104,9 @@ def _serve(worker: _core.Worker, options: Options) -> None:
             return
 
 
-def _execute(worker: _core.Worker, cache: wire.WorkerCache, slot: int, ticket: int) -> tuple[int, bytes | list[Any], object]:
+def _execute(
+    worker: _core.Worker, cache: wire.WorkerCache, slot: int, ticket: int
+) -> tuple[int, bytes | list[Any], object]:
     fn = None
     try:
         tag, payload = worker.read_request(slot, ticket)

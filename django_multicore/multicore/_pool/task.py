@@ -83,7 +83,9 @@ class Task:
         self._timeout = timeout if timeout is not None else options.timeout
         return self
 
-    def run(self, fn: Any, *args: Any, serialization_format: str = "pickle", use_dill: bool = False, **kwargs: Any) -> None:
+    def run(
+        self, fn: Any, *args: Any, serialization_format: str = "pickle", use_dill: bool = False, **kwargs: Any
+    ) -> None:
         """Queues ``fn(*args, **kwargs)``; the result comes back from ``get()``.
 
         ``serialization_format`` ("pickle", "json" or "string") is how the result travels back;

@@ -119,7 +119,9 @@ def keyset_filter(queryset: QuerySet, lo: Any, hi: Any) -> QuerySet:
     return queryset.order_by("pk")
 
 
-def keyset_ranges(queryset: QuerySet, min_range_size: int = 0, number_of_workers: int | None = None) -> list[tuple[Any, Any]]:
+def keyset_ranges(
+    queryset: QuerySet, min_range_size: int = 0, number_of_workers: int | None = None
+) -> list[tuple[Any, Any]]:
     """Splits ``queryset`` into primary-key ranges ``[(lo, hi), ...]``, about one per worker.
 
     Give each range to a worker, which reads it with ``keyset_filter(queryset, lo, hi)``.

@@ -161,11 +161,15 @@ def _serialize(view, request, rows) -> Any:
         _count("fallback:error")
         logger.warning(
             "multicore.drf: parallel serialization of %s failed (%s: %s); serializing sequentially",
-            type(view).__name__, type(exc).__name__, exc,
+            type(view).__name__,
+            type(exc).__name__,
+            exc,
         )
         return _sequential(view, rows)
     _count("parallel")
-    logger.debug("multicore.drf: %s served in parallel (%d rows, %d ranges)", type(view).__name__, len(items), len(parts))
+    logger.debug(
+        "multicore.drf: %s served in parallel (%d rows, %d ranges)", type(view).__name__, len(items), len(parts)
+    )
     serializer = view.get_serializer(rows, many=True)  # not evaluated: the backlink renderers use
     if context.splice:
         return SplicedRows(parts, len(items), context.separator, serializer)

@@ -50,7 +50,14 @@ class _Encoder:
         related = state.fields_cache
         if related:
             related = {name: None if rel is None else self.encode(rel) for name, rel in related.items()}
-        return (_MODEL, shape, [attrs[k] if k != "_state" else None for k in keys], related or None, state.db, state.adding)
+        return (
+            _MODEL,
+            shape,
+            [attrs[k] if k != "_state" else None for k in keys],
+            related or None,
+            state.db,
+            state.adding,
+        )
 
 
 def dumps(rows: list) -> bytes:

@@ -54,9 +54,7 @@ class Command(BaseCommand):
         User = get_user_model()
         hashed = make_password(PASSWORD)
         users = [User.objects.update_or_create(username=name, defaults={"password": hashed})[0] for name in USERS]
-        categories = Category.objects.bulk_create(
-            Category(name=name, slug=name.lower()) for name in CATEGORIES
-        )
+        categories = Category.objects.bulk_create(Category(name=name, slug=name.lower()) for name in CATEGORIES)
         start = datetime(2024, 1, 1, tzinfo=UTC)
         Product.objects.bulk_create(
             (
