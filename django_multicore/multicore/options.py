@@ -63,8 +63,14 @@ def _range(minimum: float | None, maximum: float | None) -> str:
     return ""
 
 
-def _option(default: Any, kind: Kind, doc: str, **rule: Any) -> Any:
+def _option(default: Any, kind: Kind, *, doc: str, **rule: Any) -> Any:
     return dataclasses.field(default=default, metadata={"rule": Rule(kind, doc, **rule)})
+
+
+def _spin_option(default: int, who: str) -> Any:
+    return _option(
+        default, "int", doc=f"How long {who} before sleeping, microseconds.", minimum=0, maximum=_core.MAX_SPIN_US
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,113 +78,39 @@ class Options:
     """Every option with its default. Field names are the ``initialize()`` keywords; the
     ``MULTICORE`` setting spells them hyphenated (``max_load_average`` -> ``"max-load-average"``)."""
 
+    # A table, one option per entry, kept out of the formatter's hands.
+    # fmt: off
     # The pool: read when a process starts its pool ("max_load_average" and "timeout" by every Task()).
-    workers: int | None = _option(
-        None,
-        "int",
-        "Worker processes; None = the CPUs this process may use (affinity and cgroup quota).",
-        minimum=_core.MIN_WORKERS,
-        maximum=_core.MAX_WORKERS,
-        nullable=True,
-    )
-    max_load_average: float | None = _option(
-        None,
-        "number",
-        "Per-core 1-minute load average above which Task() returns None; None = never refuse.",
-        minimum=0,
-        nullable=True,
-    )
-    timeout: float | None = _option(
-        None,
-        "number",
-        "Default timeout of Task.get(), seconds; None = wait as long as it takes.",
-        minimum=0,
-        nullable=True,
-    )
-    max_tasks_per_worker: int | None = _option(
-        None,
-        "int",
-        "Replace a worker after it ran this many calls (between calls); None = never.",
-        minimum=1,
-        nullable=True,
-    )
-    max_memory_per_worker: int | None = _option(
-        None,
-        "bytes",
-        "Replace a worker whose resident memory exceeds this after a call; None = never.",
-        minimum=1,
-        nullable=True,
-    )
-    slots: int = _option(
-        256,
-        "int",
-        "Calls in flight at once (shared-memory slots); run() waits for capacity beyond this.",
-        minimum=_core.MIN_SLOTS,
-        maximum=_core.MAX_SLOTS,
-    )
-    inline_size: int = _option(
-        3968,
-        "int",
-        "Bytes of a request or result kept inside its slot; bigger ones use recycled segments.",
-        minimum=_core.MIN_INLINE_SIZE,
-        maximum=_core.MAX_INLINE_SIZE,
-    )
-    worker_spin_us: int = _option(
-        200,
-        "int",
-        "How long an idle worker spins for new work before sleeping, microseconds.",
-        minimum=0,
-        maximum=_core.MAX_SPIN_US,
-    )
-    parent_spin_us: int = _option(
-        50,
-        "int",
-        "How long get() spins for a result before sleeping, microseconds.",
-        minimum=0,
-        maximum=_core.MAX_SPIN_US,
-    )
-    max_payload: int | None = _option(
-        None,
-        "bytes",
-        "Largest payload either way, bytes; None = limited by memory only.",
-        minimum=1,
-        maximum=_U64_MAX,
-        nullable=True,
-    )
-    shutdown_grace: float = _option(
-        2.0,
-        "number",
-        "Seconds shutdown() lets running calls finish before killing their workers.",
-        minimum=0,
-    )
+    workers: int | None = _option(None, "int", minimum=_core.MIN_WORKERS, maximum=_core.MAX_WORKERS, nullable=True,
+        doc="Worker processes; None = the CPUs this process may use (affinity and cgroup quota).")
+    max_load_average: float | None = _option(None, "number", minimum=0, nullable=True,
+        doc="Per-core 1-minute load average above which Task() returns None; None = never refuse.")
+    timeout: float | None = _option(None, "number", minimum=0, nullable=True,
+        doc="Default timeout of Task.get(), seconds; None = wait as long as it takes.")
+    max_tasks_per_worker: int | None = _option(None, "int", minimum=1, nullable=True,
+        doc="Replace a worker after it ran this many calls (between calls); None = never.")
+    max_memory_per_worker: int | None = _option(None, "bytes", minimum=1, nullable=True,
+        doc="Replace a worker whose resident memory exceeds this after a call; None = never.")
+    slots: int = _option(256, "int", minimum=_core.MIN_SLOTS, maximum=_core.MAX_SLOTS,
+        doc="Calls in flight at once (shared-memory slots); run() waits for capacity beyond this.")
+    inline_size: int = _option(3968, "int", minimum=_core.MIN_INLINE_SIZE, maximum=_core.MAX_INLINE_SIZE,
+        doc="Bytes of a request or result kept inside its slot; bigger ones use recycled segments.")
+    worker_spin_us: int = _spin_option(200, "an idle worker spins for new work")
+    parent_spin_us: int = _spin_option(50, "get() spins for a result")
+    max_payload: int | None = _option(None, "bytes", minimum=1, maximum=_U64_MAX, nullable=True,
+        doc="Largest payload either way, bytes; None = limited by memory only.")
+    shutdown_grace: float = _option(2.0, "number", minimum=0,
+        doc="Seconds shutdown() lets running calls finish before killing their workers.")
     # The Django integration: read through multicore.settings.get_config().
-    drf_list_patch: bool = _option(
-        False,
-        "bool",
-        "Patch Django REST framework's list views to serialize large pages in parallel.",
-        pool=False,
-    )
-    drf_min_items: int = _option(
-        100,
-        "int",
-        "With the DRF patch: lists shorter than this are serialized in-process.",
-        minimum=0,
-        pool=False,
-    )
-    drf_min_idle_cpus: int = _option(
-        1,
-        "int",
-        "With the DRF patch: parallelize only while at least this many CPUs are idle (0 = always).",
-        minimum=0,
-        pool=False,
-    )
-    in_atomic_block: str = _option(
-        "sequential",
-        "choice",
-        "What database-reading helpers do inside the caller's atomic() block.",
-        choices=("sequential", "raise"),
-        pool=False,
-    )
+    drf_list_patch: bool = _option(False, "bool", pool=False,
+        doc="Patch Django REST framework's list views to serialize large pages in parallel.")
+    drf_min_items: int = _option(100, "int", minimum=0, pool=False,
+        doc="With the DRF patch: lists shorter than this are serialized in-process.")
+    drf_min_idle_cpus: int = _option(1, "int", minimum=0, pool=False,
+        doc="With the DRF patch: parallelize only while at least this many CPUs are idle (0 = always).")
+    in_atomic_block: str = _option("sequential", "choice", choices=("sequential", "raise"), pool=False,
+        doc="What database-reading helpers do inside the caller's atomic() block.")
+    # fmt: on
 
 
 @functools.cache

@@ -71,15 +71,19 @@ def timeouts_then_new_tasks_never_get_stale_results() -> None:
     assert wait_for(lambda: all(w["state"] == "idle" for w in multicore.pool_info()["workers"]), 5) is not None
 
 
-def timeouts_from_eight_threads_at_once_never_cross() -> None:
-    multicore.initialize(workers=2)
-    failures = []
-    threads = [threading.Thread(target=timeout_cycles, args=(25, failures)) for _ in range(8)]
+def run_threads(threads: list[threading.Thread], stuck: str) -> None:
+    """Starts them all, then waits up to 120 s for each; ``stuck`` is the failure if one never ends."""
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
-    assert not any(t.is_alive() for t in threads), "a thread is stuck"
+    assert not any(t.is_alive() for t in threads), stuck
+
+
+def timeouts_from_eight_threads_at_once_never_cross() -> None:
+    multicore.initialize(workers=2)
+    failures = []
+    run_threads([threading.Thread(target=timeout_cycles, args=(25, failures)) for _ in range(8)], "a thread is stuck")
     assert failures == [], failures[:5]
     t = Task()
     t.run(echo, "after")
@@ -90,11 +94,7 @@ def sixteen_threads_a_thousand_calls_each() -> None:
     multicore.initialize(workers=2, slots=64)
     failures = []
     threads = [threading.Thread(target=hammer, args=(n, failures)) for n in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not any(t.is_alive() for t in threads), "deadlock: a thread never finished"
+    run_threads(threads, "deadlock: a thread never finished")
     assert failures == [], failures[:5]
     info = multicore.pool_info()
     assert info["slots_in_use"] == 0, info
