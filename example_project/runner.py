@@ -9,6 +9,7 @@ granian workers. Nothing else in the tree may hold one.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -138,9 +139,11 @@ class Server:
         self.stop()
 
     def start(self, ready_timeout: float = 60) -> None:
-        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.command(), cwd=HERE, env=self.env, stdout=log, stderr=log,
-                                     start_new_session=True)
+        # The server gets its own copy of the log's descriptor; ours is closed once it started.
+        with open(self.log_file, "ab") if self.log_file else contextlib.nullcontext(subprocess.DEVNULL) as log:
+            self.proc = subprocess.Popen(
+                self.command(), cwd=HERE, env=self.env, stdout=log, stderr=log, start_new_session=True
+            )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -68,7 +68,9 @@ def _drop_master_pool(server: Any) -> None:
     if lifecycle.owned() is not None:
         server.log.warning(
             "multicore: the gunicorn master (pid %s) had started a pool, probably while loading "
-            "the app (preload_app); stopping it: each worker starts its own", os.getpid())
+            "the app (preload_app); stopping it: each worker starts its own",
+            os.getpid(),
+        )
         multicore.shutdown()
 
 
@@ -91,7 +93,9 @@ def post_worker_init(worker: Any) -> None:
     info = multicore.pool_info()
     worker.log.info(
         "multicore: gunicorn worker %s started its pool (supervisor %s, workers %s)",
-        os.getpid(), info.get("supervisor_pid"), [w["pid"] for w in info["workers"]],
+        os.getpid(),
+        info.get("supervisor_pid"),
+        [w["pid"] for w in info["workers"]],
     )
 
 

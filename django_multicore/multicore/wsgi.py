@@ -24,6 +24,7 @@ from typing import Any
 
 from multicore import servers
 from multicore._pool.lifecycle import warm_up
+from multicore.exceptions import MulticoreTypeError
 
 __all__ = ["MulticoreMiddleware", "warm_up"]
 
@@ -36,7 +37,7 @@ class MulticoreMiddleware:
 
     def __init__(self, application: Callable, *, warm_up: bool = True) -> None:
         if not callable(application):
-            raise TypeError(
+            raise MulticoreTypeError(
                 f"MulticoreMiddleware wraps a WSGI application (a callable), got {type(application).__name__}; "
                 "pass get_wsgi_application()"
             )

@@ -4,7 +4,7 @@ it without touching the owner's workers, and the child starts a pool of its own.
 
 import pytest
 
-from tests.conftest import run_python
+from tests.support import run_python
 
 CHILD = """
 import ctypes, os, time

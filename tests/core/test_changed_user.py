@@ -2,7 +2,7 @@
 its /proc/<pid>/fd): Apache's mod_wsgi daemon processes, servers started as root with --user.
 Its pool's processes must still read each other's large payloads, both ways."""
 
-from tests.conftest import run_python
+from tests.support import run_python
 
 
 def test_large_payloads_flow_in_a_process_that_changed_its_user():

@@ -13,14 +13,10 @@ import tempfile
 
 import pytest
 
-from tests.conftest import ROOT
-
-sys.path.insert(0, os.path.join(ROOT, "example_project"))
-
-import runner  # noqa: E402 - example_project/runner.py
+from tests.servers.example import runner
 
 
-ON_POSTGRES = os.environ.get("MULTICORE_TEST_DB", "sqlite") == "postgres"
+from tests.support import ON_POSTGRES
 PG_SERVER = "postgresql://root@127.0.0.1:5432/postgres"
 
 

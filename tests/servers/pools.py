@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.servers.conftest import runner
+from tests.servers.example import runner
 
 POOL_SIZE = 2  # tests/settings.py and the example project leave "workers" to the CPUs: 2 here
 
@@ -55,6 +55,6 @@ def orphans(server) -> list[int]:
 
 
 def gone(pids, timeout: float = 30) -> bool:
-    from tests.conftest import wait_until
+    from tests.support import wait_until
 
     return wait_until(lambda: not any(runner.alive(p) for p in pids), timeout=timeout, interval=0.05)

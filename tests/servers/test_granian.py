@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.servers.conftest import runner
+from tests.servers.example import runner
 from tests.servers.pools import answers_from_every_host, assert_one_pool_per_host
 
 pytestmark = pytest.mark.timeout(180)

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.conftest import wait_until
-from tests.servers.conftest import runner
+from tests.support import wait_until
+from tests.servers.example import runner
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -26,7 +26,7 @@ def assert_one_pool_per_worker(server) -> dict:
     assert len(tree) == server.workers, tree
     for worker, supervisors in tree.items():
         assert len(supervisors) == 1, f"gunicorn worker {worker} has {supervisors}"
-        [(supervisor, pool)] = supervisors.items()
+        [(_supervisor, pool)] = supervisors.items()
         assert len(pool) == 2 and all(runner.children(p) == [] for p in pool), tree
     # The master's only children are gunicorn workers: no supervisor of its own.
     assert runner.children(server.master) == sorted(tree)

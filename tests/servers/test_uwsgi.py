@@ -15,8 +15,8 @@ import socket
 
 import pytest
 
-from tests.conftest import wait_until
-from tests.servers.conftest import runner
+from tests.support import wait_until
+from tests.servers.example import runner
 from tests.servers.pools import answers_from_every_host, assert_one_pool_per_host, gone, orphans, pool_pids
 
 pytestmark = pytest.mark.timeout(180)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any
 from multicore import _core, hooks
 from multicore import options as _options
 from multicore._pool import process
+from multicore.exceptions import ConfigurationError
 
 
 class PoolHandle:
@@ -108,8 +110,17 @@ def _start(options: _options.Options) -> PoolHandle:
     return PoolHandle(core, options, workers)
 
 
-def initialize(workers: int | None = None, **options: Any) -> None:
-    """Starts this process's pool (idempotent). Keywords override the configured options."""
+def initialize(workers: int | None = None, *, force: bool = False, **options: Any) -> None:
+    """Starts this process's pool (idempotent). Keywords override the configured options.
+
+    ``force`` is accepted for code written for the original django-multicore
+    (https://github.com/praekelt/django-multicore), whose
+    ``initialize()`` started workers only when it guessed a server was running; this one always
+    starts the pool, so ``force`` changes nothing (docs/compatibility.md).
+    """
+    if isinstance(workers, bool):  # the original's positional initialize(True) meant force=True
+        workers = None
+    del force
     if in_worker():
         return
     global _pool
@@ -196,6 +207,20 @@ def default_workers() -> int:
     if pool is not None:
         return pool.workers
     return _options.current().workers or usable_cpus()
+
+
+def range_size(count: int, min_range_size: int = 0, number_of_workers: int | None = None) -> int:
+    """How many of ``count`` items each range gets when splitting them about one range per worker
+    (``ranges()``, ``keyset_ranges()``); raises ConfigurationError for bad arguments."""
+    if isinstance(min_range_size, bool) or not isinstance(min_range_size, int) or min_range_size < 0:
+        raise ConfigurationError(f"min_range_size must be an integer >= 0, got {min_range_size!r}")
+    if number_of_workers is not None and (
+        isinstance(number_of_workers, bool) or not isinstance(number_of_workers, int) or number_of_workers < 1
+    ):
+        raise ConfigurationError(
+            f"number_of_workers must be a positive integer (or None for the pool's size), got {number_of_workers!r}"
+        )
+    return max(math.ceil(count / (number_of_workers or default_workers())), min_range_size, 1)
 
 
 def warm_up(timeout: float = 10.0) -> bool:
