@@ -86,8 +86,7 @@ def served(log: Path, offset: int) -> tuple[int, int, int]:
     return parallel, parallel + text.count(b"served sequentially"), end
 
 
-def measure(label: str, name: str, options: dict, env: dict, workdir: Path, min_idle_cpus: int,
-            requests: int) -> dict:
+def measure(label: str, name: str, options: dict, env: dict, workdir: Path, min_idle_cpus: int, requests: int) -> dict:
     url = f"/api/products/?limit={ROWS}"
     extra = {}
     if name == "mod_wsgi":
@@ -96,12 +95,23 @@ def measure(label: str, name: str, options: dict, env: dict, workdir: Path, min_
             root.mkdir(mode=0o755, exist_ok=True)
             extra[kind] = {"server_root": str(root)}
     log = workdir / f"{name}-{options.get('interface', '')}-patched.log"
-    patched_env = {**env, "MULTICORE_DRF_PATCH": "1", "MULTICORE_LOG_LEVEL": "DEBUG",
-                   "MULTICORE_MIN_IDLE_CPUS": str(min_idle_cpus)}
+    patched_env = {
+        **env,
+        "MULTICORE_DRF_PATCH": "1",
+        "MULTICORE_LOG_LEVEL": "DEBUG",
+        "MULTICORE_MIN_IDLE_CPUS": str(min_idle_cpus),
+    }
     cls = runner.SERVERS[name]
-    with cls(patched_env, workers=1, log_file=str(log), **options, **extra.get("patched", {})) as patched, \
-            cls({**env, "MULTICORE_DRF_PATCH": "0"}, workers=1, log_file=str(workdir / f"{name}-plain.log"),
-                **options, **extra.get("plain", {})) as plain:
+    with (
+        cls(patched_env, workers=1, log_file=str(log), **options, **extra.get("patched", {})) as patched,
+        cls(
+            {**env, "MULTICORE_DRF_PATCH": "0"},
+            workers=1,
+            log_file=str(workdir / f"{name}-plain.log"),
+            **options,
+            **extra.get("plain", {}),
+        ) as plain,
+    ):
         for server in (patched, plain, patched, plain):
             timed(server, url)
         _, _, offset = served(log, 0)
@@ -116,8 +126,11 @@ def measure(label: str, name: str, options: dict, env: dict, workdir: Path, min_
         row[f"{kind}_p50"] = statistics.median(values) * 1000
         row[f"{kind}_p95"] = percentile(values, 0.95) * 1000
     row["speedup"] = row["plain_p50"] / row["patched_p50"]
-    print(f"  {label}: patched p50 {row['patched_p50']:.1f} ms, unpatched {row['plain_p50']:.1f} ms "
-          f"({row['speedup']:.2f}x; parallel {row['parallel']}; load {load()})", flush=True)
+    print(
+        f"  {label}: patched p50 {row['patched_p50']:.1f} ms, unpatched {row['plain_p50']:.1f} ms "
+        f"({row['speedup']:.2f}x; parallel {row['parallel']}; load {load()})",
+        flush=True,
+    )
     return row
 
 
@@ -138,26 +151,37 @@ def markdown(db: str, rows: list[dict], min_idle_cpus: int, requests: int) -> st
         f"{r['plain_p95']:.1f} | {r['speedup']:.2f}x | {r['parallel']} |"
         for r in rows
     ]
-    return "\n".join(lines + [""])
+    return "\n".join([*lines, ""])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--write", metavar="FILE", help="also write the Markdown table to FILE")
-    parser.add_argument("--min-idle-cpus", type=int, default=1,
-                        help="the patched server's busy-CPU guard (multicore_min_idle_cpus; 0 = off)")
+    parser.add_argument(
+        "--min-idle-cpus",
+        type=int,
+        default=1,
+        help="the patched server's busy-CPU guard (multicore_min_idle_cpus; 0 = off)",
+    )
     parser.add_argument("--requests", type=int, default=REQUESTS, help="timed requests per server, each way")
-    parser.add_argument("--only", action="append", choices=sorted({n for _, n, _ in SERVERS}),
-                        help="run only these servers (repeatable)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted({n for _, n, _ in SERVERS}),
+        help="run only these servers (repeatable)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="multicore-servers-") as tmp:
         workdir = Path(tmp)
         os.chmod(workdir, 0o777)
         env = environment(args.db, workdir)
         print(f"{args.db}: one client, {ROWS} rows (load average {load()})", flush=True)
-        rows = [measure(label, name, options, env, workdir, args.min_idle_cpus, args.requests)
-                for label, name, options in SERVERS if not args.only or name in args.only]
+        rows = [
+            measure(label, name, options, env, workdir, args.min_idle_cpus, args.requests)
+            for label, name, options in SERVERS
+            if not args.only or name in args.only
+        ]
     text = markdown(args.db, rows, args.min_idle_cpus, args.requests)
     print(text)
     if args.write:

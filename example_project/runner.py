@@ -225,18 +225,47 @@ class Gunicorn(Server):
 
     name = "gunicorn"
 
-    def __init__(self, env: dict[str, str], *, workers: int = 1, worker_class: str = "sync", threads: int = 1,
-                 preload: bool = False, max_requests: int = 0, timeout: int = 30, log_file: str | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 1,
+        worker_class: str = "sync",
+        threads: int = 1,
+        preload: bool = False,
+        max_requests: int = 0,
+        timeout: int = 30,
+        log_file: str | None = None,
+    ) -> None:
         super().__init__(env, workers=workers, log_file=log_file)
         self.args = [
-            "--workers", str(workers), "--worker-class", worker_class,
-            "--threads", str(threads), "--max-requests", str(max_requests), "--max-requests-jitter", "0",
-            "--timeout", str(timeout), "--graceful-timeout", "5",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            worker_class,
+            "--threads",
+            str(threads),
+            "--max-requests",
+            str(max_requests),
+            "--max-requests-jitter",
+            "0",
+            "--timeout",
+            str(timeout),
+            "--graceful-timeout",
+            "5",
         ] + (["--preload"] if preload else [])
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "gunicorn", "-c", str(HERE / "gunicorn.conf.py"),
-                "--bind", f"127.0.0.1:{self.port}", *self.args]
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(HERE / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            *self.args,
+        ]
 
 
 class Uwsgi(Server):
@@ -244,8 +273,17 @@ class Uwsgi(Server):
 
     name = "uwsgi"
 
-    def __init__(self, env: dict[str, str], *, workers: int = 1, lazy_apps: bool = False, threads: int = 1,
-                 max_requests: int = 0, harakiri: int = 0, log_file: str | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 1,
+        lazy_apps: bool = False,
+        threads: int = 1,
+        max_requests: int = 0,
+        harakiri: int = 0,
+        log_file: str | None = None,
+    ) -> None:
         super().__init__(env, workers=workers, log_file=log_file)
         self.args = ["--processes", str(workers), "--threads", str(threads), "--harakiri", str(harakiri)]
         # uWSGI recycles no worker younger than min-worker-lifetime (10 s by default).
@@ -253,8 +291,14 @@ class Uwsgi(Server):
         self.args += ["--lazy-apps"] if lazy_apps else []
 
     def command(self) -> list[str]:
-        return [str(Path(sys.executable).with_name("uwsgi")), "--ini", str(HERE / "uwsgi.ini"),
-                "--http-socket", f"127.0.0.1:{self.port}", *self.args]
+        return [
+            str(Path(sys.executable).with_name("uwsgi")),
+            "--ini",
+            str(HERE / "uwsgi.ini"),
+            "--http-socket",
+            f"127.0.0.1:{self.port}",
+            *self.args,
+        ]
 
 
 class ModWsgi(Server):
@@ -263,8 +307,9 @@ class ModWsgi(Server):
 
     name = "mod_wsgi"
 
-    def __init__(self, env: dict[str, str], *, workers: int = 1, threads: int = 15, server_root: str,
-                 log_file: str | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], *, workers: int = 1, threads: int = 15, server_root: str, log_file: str | None = None
+    ) -> None:
         super().__init__(env, workers=workers, log_file=log_file)
         self.server_root = server_root
         self.args = ["--processes", str(workers), "--threads", str(threads)]
@@ -273,11 +318,31 @@ class ModWsgi(Server):
 
     def command(self) -> list[str]:
         return [
-            str(Path(sys.executable).with_name("mod_wsgi-express")), "start-server",
-            "--application-type", "module", "--entry-point", "exampleproject.wsgi", "--callable-object", "application",
-            "--python-path", str(HERE), "--python-path", str(HERE.parent),
-            "--host", "127.0.0.1", "--port", str(self.port), "--server-root", self.server_root,
-            "--locale", "C.UTF-8", "--log-to-terminal", "--startup-timeout", "30", "--shutdown-timeout", "5",
+            str(Path(sys.executable).with_name("mod_wsgi-express")),
+            "start-server",
+            "--application-type",
+            "module",
+            "--entry-point",
+            "exampleproject.wsgi",
+            "--callable-object",
+            "application",
+            "--python-path",
+            str(HERE),
+            "--python-path",
+            str(HERE.parent),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--server-root",
+            self.server_root,
+            "--locale",
+            "C.UTF-8",
+            "--log-to-terminal",
+            "--startup-timeout",
+            "30",
+            "--shutdown-timeout",
+            "5",
             *self.args,
         ]
 
@@ -295,16 +360,27 @@ class Granian(Server):
 
     name = "granian"
 
-    def __init__(self, env: dict[str, str], *, workers: int = 1, interface: str = "wsgi",
-                 log_file: str | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], *, workers: int = 1, interface: str = "wsgi", log_file: str | None = None
+    ) -> None:
         super().__init__(env, workers=workers, log_file=log_file)
         self.interface = interface
 
     def command(self) -> list[str]:
         return [
-            str(Path(sys.executable).with_name("granian")), "--interface", self.interface,
-            "--workers", str(self.workers), "--host", "127.0.0.1", "--port", str(self.port),
-            "--working-dir", str(HERE), "--workers-kill-timeout", "10",
+            str(Path(sys.executable).with_name("granian")),
+            "--interface",
+            self.interface,
+            "--workers",
+            str(self.workers),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--working-dir",
+            str(HERE),
+            "--workers-kill-timeout",
+            "10",
             f"exampleproject.{self.interface}:application",
         ]
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
+from types import FrameType
 from typing import Any
 
 import multicore
@@ -48,7 +49,7 @@ def loading_in_master() -> bool:
         return False
     from gunicorn.workers.base import Worker
 
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         owner = frame.f_locals.get("self")
         if isinstance(owner, Worker):

@@ -53,7 +53,7 @@ def _chain(previous):
         if previous is not None:
             previous()
 
-    multicore_post_fork.multicore = True
+    multicore_post_fork.multicore = True  # type: ignore[attr-defined]
     return multicore_post_fork
 
 

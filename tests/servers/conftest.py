@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 
 import pytest
 
 from tests.servers.example import runner
-
-
 from tests.support import ON_POSTGRES
+
 PG_SERVER = "postgresql://root@127.0.0.1:5432/postgres"
 
 

@@ -22,9 +22,11 @@ def assert_one_pool_per_host(server) -> dict[int, dict[int, list[int]]]:
     assert len(tree) == server.workers, tree
     for host, supervisors in tree.items():
         assert len(supervisors) == 1, f"{server.name} worker {host} has {supervisors}"
-        [(supervisor, pool)] = supervisors.items()
+        [(_supervisor, pool)] = supervisors.items()
         assert len(pool) == POOL_SIZE and all(runner.children(p) == [] for p in pool), tree
-        assert runner.control_regions(host) == 1, f"{server.name} worker {host} maps {runner.control_regions(host)} pools"
+        assert runner.control_regions(host) == 1, (
+            f"{server.name} worker {host} maps {runner.control_regions(host)} pools"
+        )
     pooled = pool_pids(tree)
     others = [pid for pid in server.everything() if pid not in pooled]
     assert server.master in others

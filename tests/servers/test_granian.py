@@ -23,7 +23,7 @@ def test_each_granian_worker_has_its_own_pool(serve, interface):
         status, body, _ = server.request("/api/products/?limit=200")
         assert status == 200 and len(json.loads(body)["results"]) == 200
     keywords = server.json("/keywords/")
-    [(supervisor, pool)] = tree[keywords["served_by"]].items()
+    [(_supervisor, pool)] = tree[keywords["served_by"]].items()
     assert keywords["parallel"] and set(keywords["computed_by"]) <= set(pool)
     assert sum(info["tasks_done"] for info in answers_from_every_host(server, tree).values()) > 0
     assert assert_one_pool_per_host(server) == tree

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.support import wait_until
 from tests.servers.example import runner
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -56,9 +56,14 @@ def test_each_gunicorn_worker_has_its_own_pool(serve, worker_class, preload):
 def test_patched_responses_match_unpatched_under_gunicorn(serve, example_env):
     patched = serve(workers=1)
     plain = serve(env={**example_env, "MULTICORE_DRF_PATCH": "0"}, workers=1)
-    for path in ["/api/products/?limit=300&tag=x", "/api/product-pages/?page=2&page_size=150",
-                 "/api/product-cursor/?page_size=120", "/api/product-list/?category=garden&ordering=-price",
-                 "/api/products/?search=lamp&ordering=name&limit=400", "/api/categories/"]:
+    for path in [
+        "/api/products/?limit=300&tag=x",
+        "/api/product-pages/?page=2&page_size=150",
+        "/api/product-cursor/?page_size=120",
+        "/api/product-list/?category=garden&ordering=-price",
+        "/api/products/?search=lamp&ordering=name&limit=400",
+        "/api/categories/",
+    ]:
         before = patched.json("/pool/")["tasks_done"]
         a, b = patched.request(path), plain.request(path)
         assert a[0] == b[0] == 200

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.support import wait_until
 from tests.servers.example import runner
 from tests.servers.pools import answers_from_every_host, assert_one_pool_per_host, gone, orphans, pool_pids
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 

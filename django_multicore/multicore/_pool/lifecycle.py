@@ -75,11 +75,17 @@ def _make_dumpable() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0) != 1:
         if libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0) != 0:
-            logger.warning("multicore: could not make process %s dumpable (%s): its pool's workers "
-                           "cannot read its large payloads", os.getpid(), os.strerror(ctypes.get_errno()))
+            logger.warning(
+                "multicore: could not make process %s dumpable (%s): its pool's workers cannot read its large payloads",
+                os.getpid(),
+                os.strerror(ctypes.get_errno()),
+            )
         else:
-            logger.info("multicore: process %s changed its user; made it dumpable again so that its "
-                        "pool's processes can read each other's payloads", os.getpid())
+            logger.info(
+                "multicore: process %s changed its user; made it dumpable again so that its "
+                "pool's processes can read each other's payloads",
+                os.getpid(),
+            )
 
 
 def _start(options: _options.Options) -> PoolHandle:
