@@ -169,10 +169,14 @@ def source_version():
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        head = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", repo, "diff", "--quiet", "HEAD", "--", "rust", "django_multicore"],
-                               capture_output=True, timeout=10).returncode
+        head = subprocess.run(
+            ["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", repo, "diff", "--quiet", "HEAD", "--", "rust", "django_multicore"],
+            capture_output=True,
+            timeout=10,
+        ).returncode
     except (OSError, subprocess.SubprocessError):
         return "unknown commit"
     return f"commit {head or 'unknown'}{' + uncommitted changes' if dirty else ''}"
@@ -180,6 +184,7 @@ def source_version():
 
 def machine_line():
     import loky
+
     import multicore
 
     model = "unknown CPU"
@@ -188,7 +193,7 @@ def machine_line():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"{model}, nproc {len(os.sched_getaffinity(0))}, Linux {platform.release()}, "
         f"Python {platform.python_version()}, multicore {multicore.__version__} ({source_version()}), loky {loky.__version__}, "

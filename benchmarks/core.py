@@ -20,17 +20,34 @@ import time
 try:
     import loky
 except ImportError:
-    sys.exit("benchmarks/core.py compares against loky, which is not installed: pip install loky "
-             "(or pip install -e '.[bench]')")
+    sys.exit(
+        "benchmarks/core.py compares against loky, which is not installed: pip install loky "
+        "(or pip install -e '.[bench]')"
+    )
 
 import multicore
 from multicore import Task
 from multicore.utils import ranges
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _util import (  # noqa: E402 - after the path set-up, so `python benchmarks/core.py` works anywhere
-    Noise, burn, cpu_ns, cpu_ticks, descendants, echo, loadavg, machine_line, median, percentile,
-    nap, progress, rotated, tiny, tiny_range, wait_quiet, TICK,
+from _util import (  # after the path set-up, so `python benchmarks/core.py` works anywhere
+    TICK,
+    Noise,
+    burn,
+    cpu_ns,
+    cpu_ticks,
+    descendants,
+    echo,
+    loadavg,
+    machine_line,
+    median,
+    nap,
+    percentile,
+    progress,
+    rotated,
+    tiny,
+    tiny_range,
+    wait_quiet,
 )
 
 WORKERS = 2
@@ -40,24 +57,35 @@ PEERS = LIBS[1:]
 
 @dataclasses.dataclass
 class Settings:
-    rt_rounds: int = 5          # (a) rounds; each times rt_calls round trips per library
+    rt_rounds: int = 5  # (a) rounds; each times rt_calls round trips per library
     rt_warmup: int = 300
     rt_calls: int = 2000
-    many_rounds: int = 3        # (b)
+    many_rounds: int = 3  # (b)
     many_calls: int = 20_000
-    echo_rounds: int = 3        # (c)
+    echo_rounds: int = 3  # (c)
     echo_sizes: tuple = ((1 << 20, 20), (100 << 20, 3))  # (bytes, calls per round)
-    cpu_rounds: int = 3         # (d)
+    cpu_rounds: int = 3  # (d)
     cpu_chunks: int = 8
     cpu_chunk_s: float = 0.3
-    start_rounds: int = 5       # (e)
-    idle_s: float = 3.0         # (f)
+    start_rounds: int = 5  # (e)
+    idle_s: float = 3.0  # (f)
     quiet_wait_s: float = 30.0  # longest wait for a quiet machine before each section
 
 
-QUICK = Settings(rt_rounds=2, rt_warmup=50, rt_calls=200, many_rounds=1, many_calls=2000, echo_rounds=1,
-                 echo_sizes=((1 << 20, 3), (10 << 20, 1)), cpu_rounds=1, cpu_chunk_s=0.05,
-                 start_rounds=1, idle_s=1.0, quiet_wait_s=0.0)
+QUICK = Settings(
+    rt_rounds=2,
+    rt_warmup=50,
+    rt_calls=200,
+    many_rounds=1,
+    many_calls=2000,
+    echo_rounds=1,
+    echo_sizes=((1 << 20, 3), (10 << 20, 1)),
+    cpu_rounds=1,
+    cpu_chunk_s=0.05,
+    start_rounds=1,
+    idle_s=1.0,
+    quiet_wait_s=0.0,
+)
 
 # --- the four libraries behind one interface ----------------------------------------------------
 
@@ -146,12 +174,17 @@ def bench_many(pools, s, results):
     for r in range(s.many_rounds):
         for lib in rotated(LIBS, r):
             pool = pools[lib]
-            runs = {"each": lambda: call_each(lib, pool, tiny, arglists),
-                    "ranges": lambda: [x for part in call_each(lib, pool, tiny_range, spans) for x in part]}
+            # Each lambda runs within this iteration; the defaults only pin that down for readers.
+            runs = {
+                "each": lambda lib=lib, pool=pool: call_each(lib, pool, tiny, arglists),
+                "ranges": lambda lib=lib, pool=pool: [
+                    x for part in call_each(lib, pool, tiny_range, spans) for x in part
+                ],
+            }
             if lib == "mp.Pool":
-                runs["map"] = lambda: pool.map(tiny, expected)
+                runs["map"] = lambda pool=pool: pool.map(tiny, expected)
             elif lib != "multicore":
-                runs["map"] = lambda: list(pool.map(tiny, expected, chunksize=chunksize))
+                runs["map"] = lambda pool=pool: list(pool.map(tiny, expected, chunksize=chunksize))
             for name, run in runs.items():
                 seconds, out = timed(run)
                 assert out == expected, f"{lib} {name} returned wrong results"
@@ -199,7 +232,7 @@ def bench_cpu(pools, s, results):
     arglists = [(n,)] * s.cpu_chunks
     expected = [burn(n)] * s.cpu_chunks
     for r in range(s.cpu_rounds):
-        for lib in rotated(("sequential", "bare fork") + LIBS, r):
+        for lib in rotated(("sequential", "bare fork", *LIBS), r):
             if lib == "sequential":
                 seconds, out = timed(lambda: [burn(*a) for a in arglists])
             elif lib == "bare fork":
@@ -209,8 +242,8 @@ def bench_cpu(pools, s, results):
             assert out == expected, f"{lib} returned wrong sums"
             add(results, "cpu_s", lib, seconds)
     seq = results["cpu_s"].pop("sequential")
-    for lib in LIBS + ("bare fork",):
-        results.setdefault("cpu_speedup", {})[lib] = [q / t for q, t in zip(seq, results["cpu_s"][lib])]
+    for lib in (*LIBS, "bare fork"):
+        results.setdefault("cpu_speedup", {})[lib] = [q / t for q, t in zip(seq, results["cpu_s"][lib], strict=True)]
     return median(seq) / s.cpu_chunks
 
 
@@ -293,8 +326,13 @@ def table(results, rows):
                 ratios.append("—")
                 continue
             ratios.append(f"{(a / b if higher else b / a):.2f}x")
-        lines.append(f"| {label} | " + " | ".join(cell(data.get(lib), digits) for lib in LIBS)
-                     + " | " + " | ".join(ratios) + " |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(cell(data.get(lib), digits) for lib in LIBS)
+            + " | "
+            + " | ".join(ratios)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -315,14 +353,41 @@ def targets(results, n):
     idle = m("idle_ticks_ms")
     idle_ns = m("idle_ns_ms")
     rows = [
-        ("(a) round trip median ≤ 20 µs", f"{rt:.1f} µs", verdict(rt <= 20, f"{20 / rt:.2f}x headroom" if rt <= 20 else f"{rt - 20:.1f} µs over")),
-        ("(a) ≥ 10x faster than Pool.apply_async().get()", f"{rt_pool / rt:.1f}x", verdict(rt_pool / rt >= 10, f"{rt_pool / rt / 10:.2f} of the target")),
-        (f"(b) {n:,} calls in one Task ≥ 5x {n:,} apply_async", f"{each / each_pool:.1f}x", verdict(each / each_pool >= 5, f"{each / each_pool / 5:.2f} of the target")),
-        ("(b) ranges() split ≥ Pool.map", f"{split / pool_map:.2f}x", verdict(split >= pool_map, f"{split:,.0f} vs {pool_map:,.0f} calls/s")),
-        (f"(c) ≥ 1 GB/s at {int(big[5:]) >> 20} MB", f"{gbs:.2f} GB/s", verdict(gbs >= 1.0, f"{gbs:.2f} of the target")),
-        ("(d) 8 CPU-bound chunks ≥ 1.9x", f"{speedup:.2f}x", verdict(speedup >= 1.9, f"{speedup / 1.9:.2f} of the target; bare fork: {ceiling:.2f}x")),
-        ("(f) idle workers + supervisor use no CPU", f"{idle:.0f} ms ({idle_ns:.2f} ms schedstat)",
-         verdict(idle <= 1000 / TICK, "at most one clock tick in the idle window")),
+        (
+            "(a) round trip median ≤ 20 µs",
+            f"{rt:.1f} µs",
+            verdict(rt <= 20, f"{20 / rt:.2f}x headroom" if rt <= 20 else f"{rt - 20:.1f} µs over"),
+        ),
+        (
+            "(a) ≥ 10x faster than Pool.apply_async().get()",
+            f"{rt_pool / rt:.1f}x",
+            verdict(rt_pool / rt >= 10, f"{rt_pool / rt / 10:.2f} of the target"),
+        ),
+        (
+            f"(b) {n:,} calls in one Task ≥ 5x {n:,} apply_async",
+            f"{each / each_pool:.1f}x",
+            verdict(each / each_pool >= 5, f"{each / each_pool / 5:.2f} of the target"),
+        ),
+        (
+            "(b) ranges() split ≥ Pool.map",
+            f"{split / pool_map:.2f}x",
+            verdict(split >= pool_map, f"{split:,.0f} vs {pool_map:,.0f} calls/s"),
+        ),
+        (
+            f"(c) ≥ 1 GB/s at {int(big[5:]) >> 20} MB",
+            f"{gbs:.2f} GB/s",
+            verdict(gbs >= 1.0, f"{gbs:.2f} of the target"),
+        ),
+        (
+            "(d) 8 CPU-bound chunks ≥ 1.9x",
+            f"{speedup:.2f}x",
+            verdict(speedup >= 1.9, f"{speedup / 1.9:.2f} of the target; bare fork: {ceiling:.2f}x"),
+        ),
+        (
+            "(f) idle workers + supervisor use no CPU",
+            f"{idle:.0f} ms ({idle_ns:.2f} ms schedstat)",
+            verdict(idle <= 1000 / TICK, "at most one clock tick in the idle window"),
+        ),
     ]
     lines = ["| target | multicore | verdict |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
@@ -372,11 +437,20 @@ def main(argv=None):
         table(results, [("median", "rt_median", 1, False), ("p99", "rt_p99", 1, False)]),
         f"\n{notes['a']}.",
         f"\n### (b) {n:,} tiny calls, calls/s ({s.many_rounds} rounds)",
-        table(results, [
-            ("one call each: Task.run / apply_async / submit", "many_each", 0, True),
-            (f"Pool.map / executor.map(chunksize={chunksize}); multicore: ranges()", "many_map", 0, True, "many_ranges"),
-            (f"ranges() split: {WORKERS} calls of {n // WORKERS:,} items", "many_ranges", 0, True),
-        ]),
+        table(
+            results,
+            [
+                ("one call each: Task.run / apply_async / submit", "many_each", 0, True),
+                (
+                    f"Pool.map / executor.map(chunksize={chunksize}); multicore: ranges()",
+                    "many_map",
+                    0,
+                    True,
+                    "many_ranges",
+                ),
+                (f"ranges() split: {WORKERS} calls of {n // WORKERS:,} items", "many_ranges", 0, True),
+            ],
+        ),
         f"\n{notes['b']}.",
         f"\n### (c) Bytes echoed (the function returns its argument), GB/s counting both ways ({s.echo_rounds} rounds)",
         table(results, echo_rows),
@@ -389,12 +463,15 @@ def main(argv=None):
         table(results, [("create pool + first round trip", "start_ms", 1, False)]),
         f"\n{notes['e']}.",
         f"\n### (f) CPU used by an idle pool in {s.idle_s:.0f} s, ms",
-        table(results, [
-            ("pool processes, /proc/<pid>/stat utime+stime", "idle_ticks_ms", 0, None),
-            ("pool processes, schedstat (ns resolution)", "idle_ns_ms", 2, None),
-            ("parent process (its helper threads)", "idle_parent_ms", 2, None),
-            ("processes measured", "idle_procs", 0, None),
-        ]),
+        table(
+            results,
+            [
+                ("pool processes, /proc/<pid>/stat utime+stime", "idle_ticks_ms", 0, None),
+                ("pool processes, schedstat (ns resolution)", "idle_ns_ms", 2, None),
+                ("parent process (its helper threads)", "idle_parent_ms", 2, None),
+                ("processes measured", "idle_procs", 0, None),
+            ],
+        ),
         f"\n{notes['f']}.",
         "\n### Targets",
         targets(results, n),

@@ -4,7 +4,7 @@
     python benchmarks/http.py --db sqlite --write /tmp/http-report.md
 
 Two gunicorn servers run side by side on 127.0.0.1 (2 sync workers each, the recommended
-configuration in docs/gunicorn.md): one with ``MULTICORE_DRF_PATCH=1``, one with ``=0``. The
+configuration in docs/gunicorn.md; every server: benchmarks/servers.py): one with ``MULTICORE_DRF_PATCH=1``, one with ``=0``. The
 endpoint is ``/api/products/?limit=N``: a hyperlinked serializer with about 0.3 ms of pure-Python
 work per row (example_project/catalog/analysis.py).
 
@@ -106,14 +106,17 @@ def single_client(patched: runner.Gunicorn, plain: runner.Gunicorn, engaged: Eng
             order = [("patched", patched), ("plain", plain)]
             for name, server in order if i % 2 == 0 else order[::-1]:
                 times[name].append(checked(server, url))
-        row = {"rows": rows, "parallel": "%d/%d" % _share(engaged.since_last())}
+        row = {"rows": rows, "parallel": "{}/{}".format(*_share(engaged.since_last()))}
         for name, values in times.items():
             row[f"{name}_p50"] = statistics.median(values) * 1000
             row[f"{name}_p95"] = percentile(values, 0.95) * 1000
         row["speedup"] = row["plain_p50"] / row["patched_p50"]
         results.append(row)
-        print(f"  {rows:>5} rows: patched p50 {row['patched_p50']:.1f} ms, unpatched {row['plain_p50']:.1f} ms "
-              f"({row['speedup']:.2f}x; parallel {row['parallel']})", flush=True)
+        print(
+            f"  {rows:>5} rows: patched p50 {row['patched_p50']:.1f} ms, unpatched {row['plain_p50']:.1f} ms "
+            f"({row['speedup']:.2f}x; parallel {row['parallel']})",
+            flush=True,
+        )
     return results
 
 
@@ -153,24 +156,40 @@ def concurrent_clients(patched: runner.Gunicorn, plain: runner.Gunicorn, engaged
         rps = {"patched": [], "plain": []}
         for name, server in (("plain", plain), ("patched", patched)) * CONCURRENT["rounds"]:
             rps[name].append(throughput(server, rows))
-        row = {"rows": rows, "patched_rps": statistics.median(rps["patched"]),
-               "plain_rps": statistics.median(rps["plain"])}
+        row = {
+            "rows": rows,
+            "patched_rps": statistics.median(rps["patched"]),
+            "plain_rps": statistics.median(rps["plain"]),
+        }
         row["ratio"] = row["patched_rps"] / row["plain_rps"]
-        row["parallel"] = "%d/%d" % _share(engaged.since_last())
+        row["parallel"] = "{}/{}".format(*_share(engaged.since_last()))
         results.append(row)
-        print(f"  {rows:>5} rows, 4 clients: patched {row['patched_rps']:.2f} req/s, unpatched "
-              f"{row['plain_rps']:.2f} req/s ({row['ratio']:.2f}x; parallel {row['parallel']})", flush=True)
+        print(
+            f"  {rows:>5} rows, 4 clients: patched {row['patched_rps']:.2f} req/s, unpatched "
+            f"{row['plain_rps']:.2f} req/s ({row['ratio']:.2f}x; parallel {row['parallel']})",
+            flush=True,
+        )
     return results
 
 
 def run(db: str, workdir: Path, min_idle_cpus: int) -> tuple[list[dict], list[dict]]:
     env = environment(db, workdir)
     log = workdir / f"gunicorn-{db}-patched.log"
-    patched_env = {**env, "MULTICORE_DRF_PATCH": "1", "MULTICORE_LOG_LEVEL": "DEBUG",
-                   "MULTICORE_MIN_IDLE_CPUS": str(min_idle_cpus)}
-    with runner.Gunicorn(patched_env, workers=2, timeout=120, log_file=str(log)) as patched, \
-            runner.Gunicorn({**env, "MULTICORE_DRF_PATCH": "0"}, workers=2, timeout=120,
-                            log_file=str(workdir / f"gunicorn-{db}-plain.log")) as plain:
+    patched_env = {
+        **env,
+        "MULTICORE_DRF_PATCH": "1",
+        "MULTICORE_LOG_LEVEL": "DEBUG",
+        "MULTICORE_MIN_IDLE_CPUS": str(min_idle_cpus),
+    }
+    with (
+        runner.Gunicorn(patched_env, workers=2, timeout=120, log_file=str(log)) as patched,
+        runner.Gunicorn(
+            {**env, "MULTICORE_DRF_PATCH": "0"},
+            workers=2,
+            timeout=120,
+            log_file=str(workdir / f"gunicorn-{db}-plain.log"),
+        ) as plain,
+    ):
         engaged = Engagement(log)
         engaged.since_last()
         print(f"{db}: one client (load average {load()})", flush=True)
@@ -190,7 +209,7 @@ def markdown(all_results: dict[str, tuple[list[dict], list[dict]]], min_idle_cpu
         f"Machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python "
         f"{platform.python_version()}; gunicorn 2 sync workers per server, 2 multicore workers per "
         "gunicorn worker; `/api/products/?limit=N`, ~0.3 ms of Python per row; client on 127.0.0.1; "
-        f"busy-CPU guard `multicore_min_idle_cpus = {min_idle_cpus}`. \"served in parallel\" counts the "
+        f'busy-CPU guard `multicore_min_idle_cpus = {min_idle_cpus}`. "served in parallel" counts the '
         "patched server's requests that the pool served (the rest fell back).",
         "",
     ]
@@ -225,8 +244,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--write", metavar="FILE", help="also write the Markdown tables to FILE")
-    parser.add_argument("--min-idle-cpus", type=int, default=1,
-                        help="the patched server's busy-CPU guard (multicore_min_idle_cpus; 0 = off)")
+    parser.add_argument(
+        "--min-idle-cpus",
+        type=int,
+        default=1,
+        help="the patched server's busy-CPU guard (multicore_min_idle_cpus; 0 = off)",
+    )
     args = parser.parse_args()
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     with tempfile.TemporaryDirectory(prefix="multicore-http-") as tmp:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import runner  # noqa: E402
+import runner
 
 
 def timed(server: runner.Gunicorn, url: str, repeat: int = 5) -> tuple[float, bytes]:
@@ -63,11 +63,15 @@ def main() -> None:
 
             print("4. Views using multicore.Task directly:")
             cloud = server.json("/keywords/")
-            print(f"   /keywords/: top keywords {cloud['keywords'][:6]} in {cloud['seconds']}s, "
-                  f"served by {cloud['served_by']}, computed by workers {cloud['computed_by']}")
+            print(
+                f"   /keywords/: top keywords {cloud['keywords'][:6]} in {cloud['seconds']}s, "
+                f"served by {cloud['served_by']}, computed by workers {cloud['computed_by']}"
+            )
             report = server.json("/report/")
-            print(f"   /report/: {len(report['categories'])} categories in {report['seconds']}s, "
-                  f"computed by workers {report['computed_by']}")
+            print(
+                f"   /report/: {len(report['categories'])} categories in {report['seconds']}s, "
+                f"computed by workers {report['computed_by']}"
+            )
             for row in report["categories"][:3]:
                 print(f"      {row['category']:<10} {row['products']:>5} products, mean quality {row['mean']}")
             everything = runner.descendants(server.master)

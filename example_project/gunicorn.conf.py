@@ -1,4 +1,4 @@
-"""Gunicorn configuration for the example project (recommended settings: docs/gunicorn.md).
+"""Gunicorn configuration for the example project (recommended settings: docs/servers.md, docs/gunicorn.md).
 
     cd example_project && gunicorn -c gunicorn.conf.py
 

@@ -1,8 +1,15 @@
-"""Runs the example project under gunicorn on 127.0.0.1 (used by demo.py, the gunicorn tests
-and benchmarks/http.py): database set-up, start, readiness, process tree, clean stop."""
+"""Runs the example project under a real server on 127.0.0.1 (used by demo.py, the server tests
+and the HTTP benchmarks): database set-up, start, readiness, process tree, clean stop.
+
+Every server runs the same app (``exampleproject.wsgi:application``, or ``exampleproject.asgi``
+for granian's ASGI interface). A server's *hosts* are the processes that serve requests and so
+must each hold one multicore pool: gunicorn and uWSGI workers, mod_wsgi daemon processes,
+granian workers. Nothing else in the tree may hold one.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -66,6 +73,31 @@ def alive(pid: int) -> bool:
     return parent_of(pid) is not None
 
 
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def control_regions(pid: int) -> int:
+    """How many multicore pools' shared control regions ``pid`` has mapped (distinct memfds)."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return len({line.split()[4] for line in f if "/memfd:multicore-control" in line})
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
@@ -75,25 +107,31 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-class Gunicorn:
-    """``with Gunicorn(env, workers=2) as server:`` starts the example project; always stopped."""
+class Server:
+    """A server process tree: ``with Uwsgi(env, workers=2) as server:``; always stopped.
 
-    def __init__(self, env: dict[str, str], *, workers: int = 1, worker_class: str = "sync", threads: int = 1,
-                 preload: bool = False, max_requests: int = 0, timeout: int = 30, log_file: str | None = None) -> None:
+    Subclasses give the command line (``command()``) and which processes are hosts (``hosts()``).
+    """
+
+    name = "server"
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, env: dict[str, str], *, workers: int = 1, log_file: str | None = None) -> None:
         self.port = free_port()
         self.env = env
-        self.args = [
-            sys.executable, "-m", "gunicorn", "-c", str(HERE / "gunicorn.conf.py"),
-            "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), "--worker-class", worker_class,
-            "--threads", str(threads), "--max-requests", str(max_requests), "--max-requests-jitter", "0",
-            "--timeout", str(timeout), "--graceful-timeout", "5",
-        ] + (["--preload"] if preload else [])
         self.workers = workers
         self.log_file = log_file
         self.proc: subprocess.Popen | None = None
         self.seen: set[int] = set()  # every pid of the tree observed, for the final check
 
-    def __enter__(self) -> Gunicorn:
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def hosts(self) -> list[int]:
+        """The processes that serve requests (each must hold exactly one pool)."""
+        return children(self.master)
+
+    def __enter__(self) -> Server:
         self.start()
         return self
 
@@ -101,35 +139,37 @@ class Gunicorn:
         self.stop()
 
     def start(self, ready_timeout: float = 60) -> None:
-        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        try:
-            self.proc = subprocess.Popen(self.args, cwd=HERE, env=self.env, stdout=log, stderr=log, start_new_session=True)
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()  # gunicorn has its own copy of the descriptor
+        # The server gets its own copy of the log's descriptor; ours is closed once it started.
+        with open(self.log_file, "ab") if self.log_file else contextlib.nullcontext(subprocess.DEVNULL) as log:
+            self.proc = subprocess.Popen(
+                self.command(), cwd=HERE, env=self.env, stdout=log, stderr=log, start_new_session=True
+            )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.proc.returncode} (log: {self.log_file})")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} (log: {self.log_file})")
             if self.pools_ready():
                 return
             time.sleep(0.1)
+        tree = self.tree()
         self.stop()
-        raise RuntimeError(f"gunicorn did not get ready within {ready_timeout}s (log: {self.log_file})")
+        raise RuntimeError(f"{self.name} did not get ready within {ready_timeout}s: {tree} (log: {self.log_file})")
 
     @property
     def master(self) -> int:
         assert self.proc is not None
         return self.proc.pid
 
+    def everything(self) -> list[int]:
+        """The whole tree now (the master included); remembered for the final check."""
+        pids = [self.master, *descendants(self.master)]
+        self.seen.update(pids)
+        return pids
+
     def tree(self) -> dict[int, dict[int, list[int]]]:
-        """{gunicorn worker: {supervisor: [multicore workers]}} as seen in /proc."""
-        tree = {w: {s: children(s) for s in children(w)} for w in children(self.master)}
-        for worker, supervisors in tree.items():
-            self.seen.add(worker)
-            for supervisor, pool in supervisors.items():
-                self.seen.update([supervisor, *pool])
-        return tree
+        """{host: {supervisor: [multicore workers]}} as seen in /proc."""
+        self.everything()
+        return {h: {s: children(s) for s in children(h)} for h in self.hosts()}
 
     def pools_ready(self, pool_size: int = 2) -> bool:
         tree = self.tree()
@@ -158,9 +198,9 @@ class Gunicorn:
     def stop(self, timeout: float = 20) -> None:
         if self.proc is None:
             return
-        self.tree()
+        self.everything()
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(self.stop_signal)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -178,3 +218,171 @@ class Gunicorn:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(5)
+
+
+class Gunicorn(Server):
+    """gunicorn with example_project/gunicorn.conf.py (multicore's hooks)."""
+
+    name = "gunicorn"
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 1,
+        worker_class: str = "sync",
+        threads: int = 1,
+        preload: bool = False,
+        max_requests: int = 0,
+        timeout: int = 30,
+        log_file: str | None = None,
+    ) -> None:
+        super().__init__(env, workers=workers, log_file=log_file)
+        self.args = [
+            "--workers",
+            str(workers),
+            "--worker-class",
+            worker_class,
+            "--threads",
+            str(threads),
+            "--max-requests",
+            str(max_requests),
+            "--max-requests-jitter",
+            "0",
+            "--timeout",
+            str(timeout),
+            "--graceful-timeout",
+            "5",
+        ] + (["--preload"] if preload else [])
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(HERE / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            *self.args,
+        ]
+
+
+class Uwsgi(Server):
+    """uWSGI with a master and ``workers`` processes (example_project/uwsgi.ini has the rest)."""
+
+    name = "uwsgi"
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 1,
+        lazy_apps: bool = False,
+        threads: int = 1,
+        max_requests: int = 0,
+        harakiri: int = 0,
+        log_file: str | None = None,
+    ) -> None:
+        super().__init__(env, workers=workers, log_file=log_file)
+        self.args = ["--processes", str(workers), "--threads", str(threads), "--harakiri", str(harakiri)]
+        # uWSGI recycles no worker younger than min-worker-lifetime (10 s by default).
+        self.args += ["--max-requests", str(max_requests), "--min-worker-lifetime", "1"] if max_requests else []
+        self.args += ["--lazy-apps"] if lazy_apps else []
+
+    def command(self) -> list[str]:
+        return [
+            str(Path(sys.executable).with_name("uwsgi")),
+            "--ini",
+            str(HERE / "uwsgi.ini"),
+            "--http-socket",
+            f"127.0.0.1:{self.port}",
+            *self.args,
+        ]
+
+
+class ModWsgi(Server):
+    """Apache with mod_wsgi in daemon mode (``mod_wsgi-express``): ``workers`` daemon processes of
+    ``threads`` threads. Apache will not serve as root, so as root its children run as www-data."""
+
+    name = "mod_wsgi"
+
+    def __init__(
+        self, env: dict[str, str], *, workers: int = 1, threads: int = 15, server_root: str, log_file: str | None = None
+    ) -> None:
+        super().__init__(env, workers=workers, log_file=log_file)
+        self.server_root = server_root
+        self.args = ["--processes", str(workers), "--threads", str(threads)]
+        if os.getuid() == 0:
+            self.args += ["--user", "www-data", "--group", "www-data"]
+
+    def command(self) -> list[str]:
+        return [
+            str(Path(sys.executable).with_name("mod_wsgi-express")),
+            "start-server",
+            "--application-type",
+            "module",
+            "--entry-point",
+            "exampleproject.wsgi",
+            "--callable-object",
+            "application",
+            "--python-path",
+            str(HERE),
+            "--python-path",
+            str(HERE.parent),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--server-root",
+            self.server_root,
+            "--locale",
+            "C.UTF-8",
+            "--log-to-terminal",
+            "--startup-timeout",
+            "30",
+            "--shutdown-timeout",
+            "5",
+            *self.args,
+        ]
+
+    def hosts(self) -> list[int]:
+        # The Apache parent's other children are its own (event MPM) workers: they hold no Python app.
+        return [pid for pid in children(self.master) if cmdline(pid).startswith("(wsgi:")]
+
+    def graceful(self) -> None:
+        """``apachectl graceful``: new daemon processes replace the old ones."""
+        os.kill(self.master, signal.SIGUSR1)
+
+
+class Granian(Server):
+    """granian with ``workers`` worker processes, its WSGI or ASGI interface."""
+
+    name = "granian"
+
+    def __init__(
+        self, env: dict[str, str], *, workers: int = 1, interface: str = "wsgi", log_file: str | None = None
+    ) -> None:
+        super().__init__(env, workers=workers, log_file=log_file)
+        self.interface = interface
+
+    def command(self) -> list[str]:
+        return [
+            str(Path(sys.executable).with_name("granian")),
+            "--interface",
+            self.interface,
+            "--workers",
+            str(self.workers),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--working-dir",
+            str(HERE),
+            "--workers-kill-timeout",
+            "10",
+            f"exampleproject.{self.interface}:application",
+        ]
+
+
+SERVERS = {cls.name: cls for cls in (Gunicorn, Uwsgi, ModWsgi, Granian)}

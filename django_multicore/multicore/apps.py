@@ -20,11 +20,11 @@ class MulticoreConfig(AppConfig):
     verbose_name = "Multicore"
 
     def ready(self) -> None:
-        from multicore import checks, options  # noqa: F401 - checks registers itself
+        from multicore import checks  # noqa: F401 - importing it registers the checks
         from multicore import settings as multicore_settings
         from multicore.db import connections
 
-        options.set_provider(connections.options_provider)
+        multicore_settings.install()
         connections.install()
         # A bad MULTICORE value must not break start-up here: the checks report it with a hint.
         if multicore_settings.drf_patch_requested() and importlib.util.find_spec("rest_framework"):

@@ -19,23 +19,27 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     if found:
         return found
     if user.get("drf-list-patch") and importlib.util.find_spec("rest_framework") is None:
-        found.append(checks.Error(
-            'MULTICORE["drf-list-patch"] is on but Django REST framework is not installed.',
-            hint='Install djangorestframework, or set "drf-list-patch" to False.',
-            id="multicore.E007",
-        ))
+        found.append(
+            checks.Error(
+                'MULTICORE["drf-list-patch"] is on but Django REST framework is not installed.',
+                hint='Install djangorestframework, or set "drf-list-patch" to False.',
+                id="multicore.E007",
+            )
+        )
     workers = user.get("workers")
     if workers is not None:
         from multicore._pool.lifecycle import usable_cpus
 
         cpus = usable_cpus()
         if workers > cpus:
-            found.append(checks.Warning(
-                f'MULTICORE["workers"] is {workers} but this process may use only {cpus} CPU(s); '
-                "the extra workers compete for the same cores.",
-                hint=f'Leave "workers" out (None) to use every usable CPU, or set it to {cpus} or fewer.',
-                id="multicore.W001",
-            ))
+            found.append(
+                checks.Warning(
+                    f'MULTICORE["workers"] is {workers} but this process may use only {cpus} CPU(s); '
+                    "the extra workers compete for the same cores.",
+                    hint=f'Leave "workers" out (None) to use every usable CPU, or set it to {cpus} or fewer.',
+                    id="multicore.W001",
+                )
+            )
     return found
 
 
@@ -53,7 +57,7 @@ def check_databases(app_configs: Any = None, databases: Any = None, **kwargs: An
             f"DATABASES[{alias!r}] is an in-memory SQLite database; multicore workers are other "
             "processes and see an empty database instead.",
             hint=f'Give it a file: DATABASES[{alias!r}]["TEST"] = {{"NAME": "test-db.sqlite3"}} for '
-                 "tests, or a file NAME. See docs/testing.md.",
+            "tests, or a file NAME. See docs/testing.md.",
             id="multicore.W002",
         )
         for alias in sorted(databases)

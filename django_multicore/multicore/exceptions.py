@@ -9,11 +9,13 @@ parent does it arrive as :class:`RemoteError`.
 from __future__ import annotations
 
 import signal as _signal
+from typing import Any
 
 __all__ = [
     "MulticoreError",
     "ConfigurationError",
     "MulticoreOSError",
+    "MulticoreTypeError",
     "TaskCompleteError",
     "TimeoutExceededError",
     "WorkerLostError",
@@ -24,6 +26,8 @@ __all__ = [
     "PoolUnavailableError",
     "ProtocolError",
     "MulticoreWarning",
+    "NoAvailableInputBufferError",
+    "InputBufferTooSmallError",
 ]
 
 
@@ -39,11 +43,17 @@ class MulticoreOSError(MulticoreError, OSError):
     """A system call the pool needs failed (memfd, fork, pidfd...); ``errno`` says why."""
 
 
+class MulticoreTypeError(MulticoreError, TypeError):
+    """An argument of the wrong type (``Task.run()`` given something not callable), or an
+    unknown keyword (``initialize(max_load=...)``)."""
+
+
 class TaskCompleteError(MulticoreError):
     """``run()`` or ``get()`` was called on a Task whose results were already collected."""
 
-    def __init__(self, message: str = "this Task's results were already collected with get(); "
-                 "create a new Task() for more work") -> None:
+    def __init__(
+        self, message: str = "this Task's results were already collected with get(); create a new Task() for more work"
+    ) -> None:
         super().__init__(message)
 
 
@@ -57,14 +67,15 @@ class WorkerLostError(MulticoreError):
     The pool has already replaced the worker; a new Task works normally.
     """
 
-    def __init__(self, message: str, *, pid: int | None = None, exitcode: int | None = None,
-                 signal: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, pid: int | None = None, exitcode: int | None = None, signal: int | None = None
+    ) -> None:
         super().__init__(message)
         self.pid = pid
         self.exitcode = exitcode
         self.signal = signal
 
-    def __reduce__(self):  # keep keyword-only attributes through pickling
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # keep keyword-only attributes through pickling
         return (_rebuild_worker_lost, (self.args[0], self.pid, self.exitcode, self.signal))
 
     @staticmethod
@@ -79,7 +90,7 @@ class WorkerLostError(MulticoreError):
         return f"exit code {status}"
 
 
-def _rebuild_worker_lost(message, pid, exitcode, signal):
+def _rebuild_worker_lost(message: str, pid: int | None, exitcode: int | None, signal: int | None) -> WorkerLostError:
     return WorkerLostError(message, pid=pid, exitcode=exitcode, signal=signal)
 
 
@@ -115,7 +126,7 @@ class RemoteError(MulticoreError):
         self.message = message
         self.traceback = traceback
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (RemoteError, (self.type_name, self.message, self.traceback))
 
 
@@ -125,6 +136,18 @@ class PoolUnavailableError(MulticoreError):
 
 class ProtocolError(MulticoreError):
     """The shared-memory protocol met data it cannot trust (a bug or memory corruption)."""
+
+
+class NoAvailableInputBufferError(MulticoreError):
+    """Kept for code written for the original django-multicore
+    (https://github.com/praekelt/django-multicore), where ``run()`` raised it when
+    every input buffer was taken. Never raised: ``run()`` waits for a free slot instead."""
+
+
+class InputBufferTooSmallError(MulticoreError):
+    """Kept for code written for the original django-multicore, where ``run()`` raised it for
+    arguments larger than its fixed input buffer. Never raised: payloads of any size travel
+    (up to the ``max_payload`` option, which raises :class:`SharedMemoryError`)."""
 
 
 class MulticoreWarning(RuntimeWarning):

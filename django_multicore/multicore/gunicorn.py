@@ -25,6 +25,8 @@ running gets no longer: nobody is left to read its result).
 from __future__ import annotations
 
 import os
+import sys
+from types import FrameType
 from typing import Any
 
 import multicore
@@ -33,12 +35,43 @@ from multicore._pool.lifecycle import warm_up
 
 __all__ = ["when_ready", "post_fork", "post_worker_init", "worker_int", "worker_abort", "worker_exit", "child_exit"]
 
+SERVER = "gunicorn"
+
+
+def loading_in_master() -> bool:
+    """True while a gunicorn master loads the app for its workers (``preload_app``).
+
+    The innermost gunicorn object on the stack tells: a forked worker's stack still holds the
+    arbiter's frames below its own.
+    """
+    arbiter = sys.modules.get("gunicorn.arbiter")
+    if arbiter is None:
+        return False
+    from gunicorn.workers.base import Worker
+
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, Worker):
+            return False
+        if isinstance(owner, arbiter.Arbiter):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def defer_to_workers() -> None:
+    """Nothing to arrange: gunicorn forks from Python (the at-fork hooks run), and each worker
+    starts its pool in ``post_worker_init``, or else the middleware does before its first request."""
+
 
 def _drop_master_pool(server: Any) -> None:
     if lifecycle.owned() is not None:
         server.log.warning(
             "multicore: the gunicorn master (pid %s) had started a pool, probably while loading "
-            "the app (preload_app); stopping it: each worker starts its own", os.getpid())
+            "the app (preload_app); stopping it: each worker starts its own",
+            os.getpid(),
+        )
         multicore.shutdown()
 
 
@@ -61,7 +94,9 @@ def post_worker_init(worker: Any) -> None:
     info = multicore.pool_info()
     worker.log.info(
         "multicore: gunicorn worker %s started its pool (supervisor %s, workers %s)",
-        os.getpid(), info.get("supervisor_pid"), [w["pid"] for w in info["workers"]],
+        os.getpid(),
+        info.get("supervisor_pid"),
+        [w["pid"] for w in info["workers"]],
     )
 
 

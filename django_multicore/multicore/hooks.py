@@ -1,15 +1,33 @@
-"""Callbacks that run inside worker processes (the Django app uses them for database connections).
+"""The integration API: callbacks in the parent at pool start, in the supervisor and the workers,
+and around every call (docs/design.md, "Integration hooks"). The Django app uses them for database
+connections across forks; other integrations plug in the same way.
 
-Register them before the pool starts: workers are forked from the state the parent had then.
+Register them before the pool starts: workers are forked from the state the parent had then. Each
+registration returns its argument (so it works as a decorator); registering twice keeps one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = [
+    "on_pool_start",
+    "restart_pool_when",
+    "on_supervisor_start",
+    "on_worker_start",
+    "on_worker_exit",
+    "before_each_call",
+    "after_each_call",
+    "Hook",
+    "Staleness",
+]
 
 Hook = Callable[[], None]
 #: Returns why the running pool no longer fits this process, or None while it does.
 Staleness = Callable[[], "str | None"]
+
+_F = TypeVar("_F", Hook, Staleness)
 
 pool_start: list[Hook] = []
 pool_stale: list[Staleness] = []
@@ -20,7 +38,7 @@ before_call: list[Hook] = []
 after_call: list[Hook] = []
 
 
-def _add(hooks: list[Hook], fn: Hook) -> Hook:
+def _add(hooks: list[_F], fn: _F) -> _F:
     if fn not in hooks:
         hooks.append(fn)
     return fn
@@ -63,5 +81,6 @@ def after_each_call(fn: Hook) -> Hook:
 
 
 def run(hooks: list[Hook]) -> None:
+    """Runs every hook of one list, in registration order (the pool calls it)."""
     for fn in hooks:
         fn()

@@ -30,6 +30,8 @@ from django.urls import Resolver404, resolve
 from django.utils.datastructures import MultiValueDict
 from django.utils.functional import empty
 
+from multicore.exceptions import MulticoreTypeError, SerializationError
+
 __all__ = ["PicklableWSGIRequest"]
 
 _PLAIN = (str, bytes, int, float, bool, type(None))
@@ -82,7 +84,7 @@ def capture(request: Any) -> dict[str, Any]:
     """The picklable state of ``request`` (a WSGIRequest or a DRF Request)."""
     request = getattr(request, "_request", request)
     if not isinstance(request, WSGIRequest):
-        raise TypeError(
+        raise MulticoreTypeError(
             f"PicklableWSGIRequest needs a django WSGIRequest (or a DRF Request wrapping one), got "
             f"{type(request).__module__}.{type(request).__qualname__}"
         )
@@ -101,8 +103,8 @@ def capture(request: Any) -> dict[str, Any]:
     }
     try:
         pickle.dumps(state["user"], pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:  # noqa: BLE001 - any pickling failure gets the same advice
-        raise TypeError(
+    except Exception as exc:  # any pickling failure gets the same advice
+        raise SerializationError(
             f"PicklableWSGIRequest cannot carry request.user ({type(state['user']).__qualname__}): "
             f"{type(exc).__name__}: {exc}. Make the user object picklable"
         ) from exc
@@ -125,7 +127,7 @@ class PicklableWSGIRequest(WSGIRequest):
     equivalent request in a worker.
     """
 
-    def __init__(self, request: Any) -> None:  # noqa: D107 - documented on the class
+    def __init__(self, request: Any) -> None:
         self.__setstate__(capture(request))
 
     def __getstate__(self) -> dict[str, Any]:

@@ -47,7 +47,7 @@ class DiscoverRunner(_DjangoDiscoverRunner):
 try:
     import pytest
 except ImportError:  # Django's test runner only
-    pytest = None
+    pytest = None  # type: ignore[assignment]
 
 if pytest is not None:
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from multicore._pool.lifecycle import default_workers
+from multicore._pool.lifecycle import range_size
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time they load on first use (below)
+    from multicore.db.queryset import in_atomic_block, keyset_filter, keyset_ranges, parallel_safe, stable_order
+    from multicore.request import PicklableWSGIRequest
 
 __all__ = [
     "ranges",
@@ -51,20 +54,15 @@ def _length(iterable: Any) -> int:
     return len(iterable)
 
 
-
-
 def ranges(iterable: Any, min_range_size: int = 0, number_of_workers: int | None = None) -> Iterator[tuple[int, int]]:
     """Yields ``(start, end)`` pairs covering ``0..len(iterable)`` once, about one per worker.
 
     Each range is at least ``min_range_size`` long, except possibly the last. A Django QuerySet
-    is counted with ``count()``.
+    is counted with ``count()``. Bad arguments raise ``ConfigurationError`` (a ``ValueError``).
     """
-    if isinstance(min_range_size, bool) or not isinstance(min_range_size, int) or min_range_size < 0:
-        raise ValueError(f"min_range_size must be an integer >= 0, got {min_range_size!r}")
-    if number_of_workers is not None and (not isinstance(number_of_workers, int) or number_of_workers < 1):
-        raise ValueError(f"number_of_workers must be a positive integer, got {number_of_workers!r}")
+    range_size(0, min_range_size, number_of_workers)  # bad arguments fail before a queryset is counted
     count = _length(iterable)
-    delta = max(math.ceil(count / (number_of_workers or default_workers())), min_range_size, 1)
+    delta = range_size(count, min_range_size, number_of_workers)
     start = 0
     while start < count:
         end = min(start + delta, count)

@@ -29,8 +29,20 @@ class ProductSerializer(serializers.HyperlinkedModelSerializer):
     class Meta:
         model = Product
         fields = [
-            "url", "id", "name", "sku", "price", "stock", "category", "category_name", "owner",
-            "created", "keywords", "quality", "yours", "viewed_with",
+            "url",
+            "id",
+            "name",
+            "sku",
+            "price",
+            "stock",
+            "category",
+            "category_name",
+            "owner",
+            "created",
+            "keywords",
+            "quality",
+            "yours",
+            "viewed_with",
         ]
 
     def get_keywords(self, product: Product) -> list[str]:

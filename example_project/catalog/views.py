@@ -111,13 +111,15 @@ def keyword_cloud(request):
     total: Counter[str] = Counter()
     for counts, _pid in parts:
         total.update(counts)
-    return JsonResponse({
-        "keywords": [word for word, _ in sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:20]],
-        "parallel": task is not None,
-        "computed_by": sorted({pid for _, pid in parts}),
-        "served_by": os.getpid(),
-        "seconds": round(time.perf_counter() - began, 4),
-    })
+    return JsonResponse(
+        {
+            "keywords": [word for word, _ in sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:20]],
+            "parallel": task is not None,
+            "computed_by": sorted({pid for _, pid in parts}),
+            "served_by": os.getpid(),
+            "seconds": round(time.perf_counter() - began, 4),
+        }
+    )
 
 
 def category_report(request):
@@ -126,22 +128,36 @@ def category_report(request):
 
     began = time.perf_counter()
     rows, parallel, pids = build_report()
-    return JsonResponse({
-        "categories": rows,
-        "parallel": parallel,
-        "computed_by": pids,
-        "served_by": os.getpid(),
-        "seconds": round(time.perf_counter() - began, 4),
-    })
+    return JsonResponse(
+        {
+            "categories": rows,
+            "parallel": parallel,
+            "computed_by": pids,
+            "served_by": os.getpid(),
+            "seconds": round(time.perf_counter() - began, 4),
+        }
+    )
 
 
 def pool(request):
-    """This gunicorn worker's pid and its multicore pool (supervisor and worker pids)."""
+    """This server process's pid and its multicore pool (supervisor and worker pids).
+
+    ``?hold=SECONDS`` first keeps a pool worker busy that long (one Task running ``time.sleep``):
+    the server tests kill a server process in the middle of such a request.
+    """
+    hold = float(request.GET.get("hold", 0))
+    if hold > 0:
+        task = multicore.Task()
+        if task is not None:
+            task.run(time.sleep, hold)
+            task.get()
     info = multicore.pool_info()
-    return JsonResponse({
-        "pid": os.getpid(),
-        "running": info["running"],
-        "supervisor_pid": info.get("supervisor_pid"),
-        "workers": [w["pid"] for w in info["workers"] if w["pid"]],
-        "tasks_done": sum(w.get("tasks_done", 0) for w in info["workers"]),
-    })
+    return JsonResponse(
+        {
+            "pid": os.getpid(),
+            "running": info["running"],
+            "supervisor_pid": info.get("supervisor_pid"),
+            "workers": [w["pid"] for w in info["workers"] if w["pid"]],
+            "tasks_done": sum(w.get("tasks_done", 0) for w in info["workers"]),
+        }
+    )

@@ -18,6 +18,11 @@ from multicore import exceptions as e
         (e.RemoteError, None),
         (e.PoolUnavailableError, None),
         (e.ProtocolError, None),
+        (e.ConfigurationError, ValueError),
+        (e.MulticoreOSError, OSError),
+        (e.MulticoreTypeError, TypeError),
+        (e.NoAvailableInputBufferError, None),
+        (e.InputBufferTooSmallError, None),
     ],
 )
 def test_every_error_is_a_multicore_error(cls, builtin):
@@ -35,6 +40,10 @@ def test_worker_lost_keeps_its_facts_through_pickle():
 
 
 def test_all_names_are_exported():
-    assert set(e.__all__) >= {
-        "MulticoreError", "TaskCompleteError", "TimeoutExceededError", "WorkerLostError", "SerializationError",
-    }
+    """``__all__`` is exactly the module's public classes, and every error among them is a MulticoreError."""
+    public = {n for n, v in vars(e).items() if isinstance(v, type) and v.__module__ == e.__name__ and n[0] != "_"}
+    assert set(e.__all__) == public
+    for name in e.__all__:
+        cls = getattr(e, name)
+        if issubclass(cls, Exception) and not issubclass(cls, Warning) and cls is not e.RemoteTraceback:
+            assert issubclass(cls, e.MulticoreError), name

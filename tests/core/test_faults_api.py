@@ -8,8 +8,8 @@ import pytest
 
 from multicore import Task
 from multicore.exceptions import TimeoutExceededError, WorkerLostError
-from tests.conftest import pid_alive, wait_until, worker_pids
 from tests.core import helpers
+from tests.support import pid_alive, wait_until, worker_pids
 
 
 def test_timeout_stops_the_call_replaces_its_worker_and_never_leaks_a_late_result(pool):

@@ -7,8 +7,9 @@ import pytest
 import multicore
 from multicore import Task, _core
 from multicore._pool import task as _task
-from tests.conftest import pid_alive, run_python, wait_until, worker_pids
+from multicore.exceptions import ConfigurationError, MulticoreTypeError
 from tests.core import helpers
+from tests.support import pid_alive, run_python, wait_until, worker_pids
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +45,7 @@ def test_shutdown_stops_every_process_and_is_idempotent():
     multicore.initialize(workers=2)
     assert wait_until(lambda: len(worker_pids()) == 2)
     info = multicore.pool_info()
-    pids = worker_pids() + [info["supervisor_pid"]]
+    pids = [*worker_pids(), info["supervisor_pid"]]
     multicore.shutdown()
     multicore.shutdown()
     assert not any(pid_alive(p) for p in pids), "shutdown returns after every process is gone"
@@ -69,12 +70,12 @@ def test_task_starts_a_pool_lazily():
 
 
 def test_unknown_option_names_the_valid_ones():
-    with pytest.raises(TypeError, match="unknown multicore option.*valid options are"):
+    with pytest.raises(MulticoreTypeError, match=r"unknown multicore option.*valid options are"):
         multicore.initialize(worker=2)
 
 
 def test_bad_option_value_is_explained():
-    with pytest.raises(ValueError, match="workers must be a positive integer"):
+    with pytest.raises(ConfigurationError, match="workers must be an integer from 1 to"):
         multicore.initialize(workers=0)
 
 

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from tests.conftest import run_python
+from tests.support import run_python
 
 
 def _pid(_=None):

@@ -2,6 +2,7 @@
 
 import pytest
 
+from multicore.exceptions import ConfigurationError
 from multicore.utils import ranges
 
 
@@ -33,5 +34,5 @@ def test_default_worker_count_is_the_pool_size(pool):
 
 @pytest.mark.parametrize("bad", [{"min_range_size": -1}, {"number_of_workers": 0}, {"min_range_size": 1.5}])
 def test_bad_arguments_are_explained(bad):
-    with pytest.raises(ValueError, match="must be"):
+    with pytest.raises(ConfigurationError, match="must be"):
         list(ranges(range(10), **bad))

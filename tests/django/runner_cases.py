@@ -1,9 +1,9 @@
 """Run by test_testing.py under Django's own test runner (not collected by pytest)."""
 
-import multicore
 from django.db import connection
 from django.test import TransactionTestCase
 
+import multicore
 from tests.testapp import tasks
 from tests.testapp.models import Item
 

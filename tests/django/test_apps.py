@@ -1,4 +1,4 @@
-"""The app: lazy per-process pools (migrate, check, runserver's autoreloader), warm_up(), the DRF switch."""
+"""The app: lazy per-process pools (migrate, check, runserver's autoreloader), warm_up(); the DRF switch is in tests/drf/test_patch.py."""
 
 from __future__ import annotations
 
@@ -13,35 +13,50 @@ import time
 import urllib.request
 
 import pytest
+from django.db import connection
+from django.test import override_settings
 
 import multicore
-from multicore.db import connections as _django
-from multicore import hooks as _hooks
-from multicore import options as _options
-from tests.conftest import ROOT, pid_alive, run_python, wait_until, worker_pids
+from tests.support import ROOT, pid_alive, run_python, wait_until, worker_pids
 
 
 def _settings_module(tmp_path, extra=""):
     """A settings module on a private SQLite file, importable as ``tmp_settings``."""
-    (tmp_path / "tmp_settings.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "tmp_settings.py").write_text(
+        textwrap.dedent(f"""
         import os
         from tests.settings import *
         if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
             DATABASES["default"]["NAME"] = {str(tmp_path / "db.sqlite3")!r}
-    """) + textwrap.dedent(extra))
+    """)
+        + textwrap.dedent(extra)
+    )
     return {"PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT]), "DJANGO_SETTINGS_MODULE": "tmp_settings"}
 
 
-def test_ready_installs_the_provider_and_the_hooks():
-    assert _options._provider is _django.options_provider
-    assert _django._on_worker_start in _hooks.worker_start
-    assert _django._on_supervisor_start in _hooks.supervisor_start
-    assert _django._on_before_call in _hooks.before_call and _django._on_after_call in _hooks.after_call
-    assert _django._on_worker_exit in _hooks.worker_exit
+def _connection_in_worker() -> tuple[bool, int]:
+    from django.db import connection
+
+    return connection.connection is None, connection.cursor().execute("SELECT 1").fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ready_connects_the_settings_and_the_database(multicore_db):
+    """The app makes MULTICORE the pool's options, and gives each worker its own connection."""
+    connection.ensure_connection()  # the parent's open connection, inherited by the fork
+    multicore.shutdown()
+    with override_settings(MULTICORE={"workers": 1, "slots": 64}):
+        task = multicore.Task()
+        task.run(_connection_in_worker)
+        assert task.get(timeout=30) == [(True, 1)]  # a fresh wrapper, which then connects itself
+        assert multicore.pool_info()["slots"] == 64
+    multicore.shutdown()
+    assert connection.cursor().execute("SELECT 1").fetchone()[0] == 1  # the parent's session is intact
 
 
 def test_migrate_and_check_start_no_workers(tmp_path):
-    run_python("""
+    run_python(
+        """
         import os, django
         django.setup()
         from django.core.management import call_command
@@ -52,7 +67,9 @@ def test_migrate_and_check_start_no_workers(tmp_path):
         children = open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split()
         assert children == [], children
         print("no pool")
-    """, env=_settings_module(tmp_path))
+    """,
+        env=_settings_module(tmp_path),
+    )
 
 
 def test_warm_up_starts_the_pool_once():
@@ -67,22 +84,6 @@ def test_warm_up_starts_the_pool_once():
         assert multicore.pool_info()["supervisor_pid"] == supervisor
     finally:
         multicore.shutdown()
-
-
-def test_drf_list_patch_switch(tmp_path):
-    code = """
-        import sys, django
-        django.setup()
-        if "multicore.drf" not in sys.modules:
-            print("drf-not-imported")
-        else:
-            from multicore import drf
-            print("patched" if drf.is_patched() else "not-patched")
-    """
-    off = run_python(code, env=_settings_module(tmp_path))
-    assert "drf-not-imported" in off.stdout
-    on = run_python(code, env=_settings_module(tmp_path, 'MULTICORE = {"drf-list-patch": True}'))
-    assert "patched" in on.stdout.split()
 
 
 def _free_port() -> int:
@@ -116,7 +117,11 @@ def test_runserver_autoreload_leaves_exactly_one_pool(tmp_path):
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/pool/"
     try:

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from tests.conftest import run_python
+from tests.support import run_python
 
 pytestmark = pytest.mark.postgres
 

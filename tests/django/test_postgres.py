@@ -11,7 +11,7 @@ import pytest
 from django.db import connection, connections
 
 import multicore
-from tests.conftest import wait_until, worker_pids
+from tests.support import wait_until, worker_pids
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -95,7 +95,7 @@ def test_without_health_checks_a_dropped_connection_fails_one_call_then_is_repla
             task.run(tasks.backend_pid)
             try:
                 outcomes.append(task.get(timeout=30)[0][1])
-            except Exception as exc:  # the dead connection's first use, once per worker at most
+            except Exception as exc:  # noqa: BLE001 - the dead connection's first use, once per worker at most
                 outcomes.append(type(exc).__name__)
         errors = [o for o in outcomes if isinstance(o, str)]
         assert set(errors) <= {"OperationalError", "InterfaceError"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 import multicore
@@ -27,7 +29,7 @@ def test_keyset_ranges_cover_every_row_once_in_workers(multicore_db):
         bounds = keyset_ranges(Item.objects.all(), number_of_workers=workers)
         assert len(bounds) == workers
         assert bounds[0][0] is None and bounds[-1][1] is None
-        assert all(hi == next_lo for (_, hi), (next_lo, _) in zip(bounds, bounds[1:]))
+        assert all(hi == next_lo for (_, hi), (next_lo, _) in itertools.pairwise(bounds))
         assert _collect(bounds) == expected
     sizes = [len(tasks.keyset_pks(lo, hi)) for lo, hi in keyset_ranges(Item.objects.all(), number_of_workers=3)]
     assert max(sizes) - min(sizes) <= len(expected) // 3  # balanced: the last may be shorter

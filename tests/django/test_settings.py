@@ -10,32 +10,34 @@ from django.test import override_settings
 
 import multicore
 from multicore import options as _options
-from multicore.settings import DEFAULTS, POOL_KEYS, get_config, parse_size, pool_options
-from tests.conftest import ROOT
+from multicore.settings import DEFAULTS, KEYS, InvalidSettingError, get_config, parse_size
+from tests.support import ROOT
 
 
-def test_pool_defaults_match_the_pool_options():
-    defaults = _options.Options()
-    for key, field in POOL_KEYS.items():
-        assert DEFAULTS[key] == getattr(defaults, field), key
-    assert set(POOL_KEYS.values()) == _options.FIELDS
+def test_every_key_is_an_option_spelled_with_hyphens():
+    assert set(KEYS.values()) == _options.FIELDS
+    for key, field in KEYS.items():
+        assert key == field.replace("_", "-")
+        assert DEFAULTS[key] == getattr(_options.Options(), field), key
 
 
 def test_settings_reach_the_pool_options_with_sizes_in_bytes():
     with override_settings(MULTICORE={"workers": 3, "max-memory-per-worker": "512MB", "max-load-average": 0.85}):
         options = _options.current()
         assert (options.workers, options.max_memory_per_worker, options.max_load_average) == (3, 512 * 1024**2, 0.85)
-        assert pool_options()["max_payload"] is None
+        assert get_config()["max-memory-per-worker"] == 512 * 1024**2
+        assert get_config()["max-payload"] is None
 
 
-def test_get_config_is_cached_and_refreshed_on_setting_changed():
-    assert get_config() is get_config()
-    before = get_config()
+def test_options_are_cached_and_rebuilt_when_the_setting_changes():
+    assert _options.current() is _options.current()
+    before = _options.current()
     with override_settings(MULTICORE={"drf-min-items": 7}):
         assert get_config()["drf-min-items"] == 7
         assert get_config()["in-atomic-block"] == "sequential"  # defaults fill the rest
+        assert _options.current() is not before
     assert get_config()["drf-min-items"] == 100
-    assert get_config() is not before  # rebuilt after each change
+    assert _options.current() is not before  # rebuilt after each change
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,7 @@ def test_bad_settings_raise_improperly_configured_when_the_pool_starts():
     with override_settings(MULTICORE={"workers": -1, "max_load_average": 1}):
         with pytest.raises(ImproperlyConfigured) as info:
             multicore.Task()
+        assert isinstance(info.value, InvalidSettingError)  # also a multicore ConfigurationError
         text = str(info.value)
         assert "multicore.E004" in text and "'workers'" in text
         assert "multicore.E002" in text and 'write "max-load-average"' in text

@@ -10,13 +10,14 @@ import textwrap
 import pytest
 
 import multicore
-from tests.conftest import ROOT, run_python
+from tests.support import ROOT, run_python
 from tests.testapp import tasks
 from tests.testapp.models import Item
 
 
 def test_pool_started_before_the_test_database_is_restarted_on_the_next_task():
-    run_python("""
+    run_python(
+        """
         import django
         django.setup()
         from django.db import connection
@@ -41,7 +42,10 @@ def test_pool_started_before_the_test_database_is_restarted_on_the_next_task():
         task.run(tasks.database_name)
         assert task.get(timeout=30) == [original]
         print("ok")
-    """, timeout=90, env={"DJANGO_SETTINGS_MODULE": "tests.settings"})
+    """,
+        timeout=90,
+        env={"DJANGO_SETTINGS_MODULE": "tests.settings"},
+    )
 
 
 def test_in_memory_sqlite_warns_when_the_pool_starts():
@@ -83,9 +87,22 @@ def test_pool_started_while_pytest_blocked_database_access_is_restarted(django_d
 def test_django_test_runner_with_multicore_runner():
     env = {**os.environ, "PYTHONPATH": ROOT, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     proc = subprocess.run(
-        [sys.executable, "-m", "django", "test", "tests.django.runner_cases", "-v", "2",
-         "--testrunner", "multicore.testing.DiscoverRunner"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "django",
+            "test",
+            "tests.django.runner_cases",
+            "-v",
+            "2",
+            "--testrunner",
+            "multicore.testing.DiscoverRunner",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Ran 1 test" in proc.stderr and "\nOK\n" in proc.stderr
@@ -97,7 +114,8 @@ def test_pytest_plugin_fixture_in_a_user_project(tmp_path):
     The session ends cleanly even on PostgreSQL, whose DROP DATABASE fails while workers
     hold connections."""
     (tmp_path / "conftest.py").write_text('pytest_plugins = ["multicore.testing"]\n')
-    (tmp_path / "test_user.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_user.py").write_text(
+        textwrap.dedent("""
         import multicore
         from tests.testapp import tasks
         from tests.testapp.models import Item
@@ -108,12 +126,28 @@ def test_pytest_plugin_fixture_in_a_user_project(tmp_path):
             for _ in range(4):
                 task.run(tasks.count_items)
             assert task.get(timeout=30) == [1] * 4
-    """))
+    """)
+    )
     env = {**os.environ, "PYTHONPATH": ROOT, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-c", os.devnull,
-         "--rootdir", str(tmp_path), str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-c",
+            os.devnull,
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "1 passed" in proc.stdout and "error" not in proc.stdout.lower()

@@ -48,12 +48,16 @@ def test_in_atomic_block_and_parallel_safe(multicore_db):
     with transaction.atomic():
         assert in_atomic_block("default")
         assert parallel_safe(qs) is False
-        with override_settings(MULTICORE={"in-atomic-block": "raise"}):
-            with pytest.raises(TransactionManagementError, match="uncommitted writes"):
-                parallel_safe(qs)
+        with (
+            override_settings(MULTICORE={"in-atomic-block": "raise"}),
+            pytest.raises(TransactionManagementError, match="uncommitted writes"),
+        ):
+            parallel_safe(qs)
 
 
-@pytest.mark.parametrize("helper", [lambda qs: list(ranges(qs)), lambda qs: keyset_ranges(qs)], ids=["ranges", "keyset_ranges"])
+@pytest.mark.parametrize(
+    "helper", [lambda qs: list(ranges(qs)), lambda qs: keyset_ranges(qs)], ids=["ranges", "keyset_ranges"]
+)
 def test_range_helpers_warn_inside_atomic(multicore_db, helper):
     Item.objects.bulk_create(Item(name=str(i)) for i in range(10))
     with warnings.catch_warnings():
@@ -63,9 +67,11 @@ def test_range_helpers_warn_inside_atomic(multicore_db, helper):
         with pytest.warns(MulticoreWarning, match="parallel_safe") as record:
             assert helper(Item.objects.all())
         assert record[0].filename == __file__  # points at the caller
-        with override_settings(MULTICORE={"in-atomic-block": "raise"}):
-            with pytest.raises(TransactionManagementError, match="cannot see"):
-                helper(Item.objects.all())
+        with (
+            override_settings(MULTICORE={"in-atomic-block": "raise"}),
+            pytest.raises(TransactionManagementError, match="cannot see"),
+        ):
+            helper(Item.objects.all())
 
 
 def test_ranges_of_plain_sequences_ignore_transactions(multicore_db):

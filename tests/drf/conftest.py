@@ -13,11 +13,15 @@ from django.test import Client
 from multicore import drf
 from tests.testapp.models import Item, UUIDItem
 
-pytestmark = pytest.mark.urls("tests.drf.urls")
-
 # Other programs may keep this machine's CPUs busy: the busy-CPU guard is off here, and has its
 # own test in test_fallbacks.py.
 MULTICORE = {"workers": 2, "drf-min-items": 2, "drf-min-idle-cpus": 0}
+
+
+@pytest.fixture
+def drf_multicore() -> dict:
+    """The MULTICORE setting the DRF tests run with (``drf_db`` applies it)."""
+    return dict(MULTICORE)
 
 
 @pytest.fixture
@@ -25,10 +29,8 @@ def drf_db(multicore_db, settings):
     settings.MULTICORE = MULTICORE
     settings.ROOT_URLCONF = "tests.drf.urls"
     users = [User.objects.create_user(name, password="x") for name in ("ann", "ben")]
-    Item.objects.bulk_create(
-        Item(name=f"{users[i % 2].username}-{i}", group=(i * 7) % 5) for i in range(90)
-    )
-    Item.objects.create(name="caf\u00e9 \u2028 \u2603 <&> \"quoted\"", group=2)
+    Item.objects.bulk_create(Item(name=f"{users[i % 2].username}-{i}", group=(i * 7) % 5) for i in range(90))
+    Item.objects.create(name='caf\u00e9 \u2028 \u2603 <&> "quoted"', group=2)
     UUIDItem.objects.bulk_create(UUIDItem(name=f"u{i % 7}") for i in range(40))
     yield users
     drf.unpatch()
@@ -56,8 +58,8 @@ class Compare:
 
 
 def _first_difference(a: bytes, b: bytes) -> str:
-    at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    return f"responses differ at byte {at}: patched {a[max(0, at - 60):at + 60]!r} vs DRF {b[max(0, at - 60):at + 60]!r}"
+    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    return f"responses differ at byte {at}: patched {a[max(0, at - 60) : at + 60]!r} vs DRF {b[max(0, at - 60) : at + 60]!r}"
 
 
 @pytest.fixture

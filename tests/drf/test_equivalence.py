@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.drf.conftest import pytestmark  # noqa: F401 - the urls marker
+pytestmark = pytest.mark.urls("tests.drf.urls")
 
 
 def rows(response):

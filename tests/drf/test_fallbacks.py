@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import pytest
 from django.db import transaction
+from rest_framework.utils.serializer_helpers import ReturnList
 
 import multicore
 from multicore import drf
 from multicore.drf import SplicedRows
-from rest_framework.utils.serializer_helpers import ReturnList
 from tests.drf import tasks
-from tests.drf.conftest import MULTICORE, pytestmark  # noqa: F401 - the urls marker
+
+pytestmark = pytest.mark.urls("tests.drf.urls")
 
 
-def test_lists_below_drf_min_items(compare, settings):
-    settings.MULTICORE = {**MULTICORE, "drf-min-items": 92}
+def test_lists_below_drf_min_items(compare, settings, drf_multicore):
+    settings.MULTICORE = {**drf_multicore, "drf-min-items": 92}
     compare("/api/items/", expect="fallback:small")
     compare("/api/paged/", expect="fallback:small")
-    settings.MULTICORE = {**MULTICORE, "drf-min-items": 91}
+    settings.MULTICORE = {**drf_multicore, "drf-min-items": 91}
     compare("/api/items/", expect="parallel")
 
 
@@ -73,10 +74,9 @@ def test_json_is_spliced_other_renderings_travel_as_objects(drf_db, client):
     assert isinstance(client.get("/api/items/", HTTP_ACCEPT="application/json; indent=4").data, ReturnList)
 
 
-def test_when_no_cpu_is_idle(compare, settings):
+def test_when_no_cpu_is_idle(compare, settings, drf_multicore):
     from multicore._pool.lifecycle import usable_cpus
-    from tests.drf.conftest import MULTICORE
 
     # More idle CPUs than the machine has: never true, as this thread is running.
-    settings.MULTICORE = {**MULTICORE, "drf-min-idle-cpus": usable_cpus()}
+    settings.MULTICORE = {**drf_multicore, "drf-min-idle-cpus": usable_cpus()}
     compare("/api/items/", expect="fallback:busy")

@@ -1,14 +1,17 @@
 """One pool per process: start it, find it, stop it, and forget it in forked children.
 
-A pool belongs to the process that started it. A child forked from that process (a gunicorn
-worker under ``preload_app``, a user's ``os.fork()``) drops its inherited copy at fork time and
-starts its own pool on first use, so it never touches its parent's workers.
+A pool belongs to the process that started it (its owner pid). A child forked from that process
+(a gunicorn worker under ``preload_app``, a user's ``os.fork()``) drops its inherited copy at fork
+time and starts its own pool on first use, so it never touches its parent's workers. A child
+forked from C, where no at-fork hook runs (uWSGI's workers, Apache's processes), still holds the
+copy: every entry point below recognises it by its owner pid and drops it the same way.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import threading
 import time
@@ -18,6 +21,7 @@ from typing import Any
 from multicore import _core, hooks
 from multicore import options as _options
 from multicore._pool import process
+from multicore.exceptions import ConfigurationError
 
 
 class PoolHandle:
@@ -33,9 +37,19 @@ class PoolHandle:
 
 logger = logging.getLogger("multicore")
 
-_lock = threading.RLock()
 _pool: PoolHandle | None = None
 _forking_supervisor = False
+_lock = threading.RLock()
+_lock_pid = os.getpid()
+
+
+def _locked() -> threading.RLock:
+    """This process's lock. A C-level fork runs no at-fork hook to renew it, and a copy taken
+    while another thread held it would stay held forever: a new process gets a new lock."""
+    global _lock, _lock_pid
+    if _lock_pid != os.getpid():
+        _lock, _lock_pid = threading.RLock(), os.getpid()
+    return _lock
 
 
 def in_worker() -> bool:
@@ -46,9 +60,38 @@ def usable_cpus() -> int:
     return _core.usable_cpus()
 
 
+_PR_GET_DUMPABLE, _PR_SET_DUMPABLE = 3, 4
+
+
+def _make_dumpable() -> None:
+    """Pool processes read each other's large payloads through ``/proc/<pid>/fd`` (docs/design.md),
+    which the kernel allows only for a "dumpable" process. A process that changed its user (Apache's
+    mod_wsgi daemon processes, a server started as root with ``--user``/``--uid``) is not, so no
+    process could read its payloads, not even its own workers. It becomes dumpable again: the state
+    of every process that did not change user, open to processes of the same user only. The pool's
+    processes inherit the flag."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0) != 1:
+        if libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0) != 0:
+            logger.warning(
+                "multicore: could not make process %s dumpable (%s): its pool's workers cannot read its large payloads",
+                os.getpid(),
+                os.strerror(ctypes.get_errno()),
+            )
+        else:
+            logger.info(
+                "multicore: process %s changed its user; made it dumpable again so that its "
+                "pool's processes can read each other's payloads",
+                os.getpid(),
+            )
+
+
 def _start(options: _options.Options) -> PoolHandle:
     global _forking_supervisor
     hooks.run(hooks.pool_start)
+    _make_dumpable()
     workers = options.workers or usable_cpus()
     core = _core.Pool(
         workers=workers,
@@ -73,13 +116,22 @@ def _start(options: _options.Options) -> PoolHandle:
     return PoolHandle(core, options, workers)
 
 
-def initialize(workers: int | None = None, **options: Any) -> None:
-    """Starts this process's pool (idempotent). Keywords override the configured options."""
+def initialize(workers: int | None = None, *, force: bool = False, **options: Any) -> None:
+    """Starts this process's pool (idempotent). Keywords override the configured options.
+
+    ``force`` is accepted for code written for the original django-multicore
+    (https://github.com/praekelt/django-multicore), whose
+    ``initialize()`` started workers only when it guessed a server was running; this one always
+    starts the pool, so ``force`` changes nothing (docs/compatibility.md).
+    """
+    if isinstance(workers, bool):  # the original's positional initialize(True) meant force=True
+        workers = None
+    del force
     if in_worker():
         return
     global _pool
     opts = _options.current(workers=workers, **options)
-    with _lock:
+    with _locked():
         _drop_unusable()
         if _pool is None:
             _pool = _start(opts)
@@ -92,7 +144,7 @@ def ensure_pool() -> PoolHandle:
     pool = _pool
     if pool is not None and pool.pid == os.getpid() and pool.core.alive() and _stale() is None:
         return pool
-    with _lock:
+    with _locked():
         _drop_unusable()
         if _pool is None:
             _pool = _start(_options.current())
@@ -118,9 +170,22 @@ def _stale() -> str | None:
     return None
 
 
-def _drop_unusable() -> None:
-    """Under _lock: forgets a dead pool, and stops one that no longer fits this process."""
+def _forget_inherited() -> None:
+    """Under the lock: drops a pool this process inherited through a fork that ran no at-fork hook,
+    without touching its owner's workers (they stay its owner's, and die with it)."""
     global _pool
+    pool = _pool
+    if pool is not None and pool.pid != os.getpid() and not in_worker():
+        logger.debug("multicore: process %s dropped the pool inherited from process %s", os.getpid(), pool.pid)
+        pool.core.forget_in_child()
+        _pool = None
+
+
+def _drop_unusable() -> None:
+    """Under the lock: forgets an inherited or dead pool, and stops one that no longer fits this
+    process."""
+    global _pool
+    _forget_inherited()
     if _pool is None:
         return
     if not _pool.core.alive():
@@ -135,7 +200,8 @@ def _drop_unusable() -> None:
 def shutdown() -> None:
     """Stops this process's workers and frees the shared memory (idempotent)."""
     global _pool
-    with _lock:
+    with _locked():
+        _forget_inherited()
         pool, _pool = _pool, None
     if pool is not None and pool.pid == os.getpid():
         pool.core.shutdown(pool.options.shutdown_grace)
@@ -143,10 +209,24 @@ def shutdown() -> None:
 
 def default_workers() -> int:
     """The worker count of this process's pool, or the one it would start with."""
-    pool = _pool
+    pool = owned()
     if pool is not None:
         return pool.workers
     return _options.current().workers or usable_cpus()
+
+
+def range_size(count: int, min_range_size: int = 0, number_of_workers: int | None = None) -> int:
+    """How many of ``count`` items each range gets when splitting them about one range per worker
+    (``ranges()``, ``keyset_ranges()``); raises ConfigurationError for bad arguments."""
+    if isinstance(min_range_size, bool) or not isinstance(min_range_size, int) or min_range_size < 0:
+        raise ConfigurationError(f"min_range_size must be an integer >= 0, got {min_range_size!r}")
+    if number_of_workers is not None and (
+        isinstance(number_of_workers, bool) or not isinstance(number_of_workers, int) or number_of_workers < 1
+    ):
+        raise ConfigurationError(
+            f"number_of_workers must be a positive integer (or None for the pool's size), got {number_of_workers!r}"
+        )
+    return max(math.ceil(count / (number_of_workers or default_workers())), min_range_size, 1)
 
 
 def warm_up(timeout: float = 10.0) -> bool:
@@ -174,6 +254,9 @@ def warm_up(timeout: float = 10.0) -> bool:
 def pool_info() -> dict[str, Any]:
     """A snapshot of this process's pool: worker pids and states, counters, options."""
     pool = owned()
+    if pool is None and _pool is not None:
+        with _locked():
+            _forget_inherited()
     if pool is None:
         return {"running": False, "workers": [], "pid": os.getpid()}
     info = pool.core.info()
@@ -184,8 +267,8 @@ def pool_info() -> dict[str, Any]:
 
 
 def _after_fork_in_child() -> None:
-    global _pool, _lock
-    _lock = threading.RLock()  # another thread may have held it at fork time
+    global _pool
+    _locked()  # another thread may have held the lock at fork time
     if _forking_supervisor or _pool is None:
         return
     _pool.core.forget_in_child()

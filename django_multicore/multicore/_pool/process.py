@@ -12,13 +12,12 @@ import os
 import signal
 import sys
 import traceback
+from typing import Any
 
-from multicore import _core
-from multicore._pool import forksafe
-from multicore import hooks
-from multicore._pool import wire
-from multicore.options import Options
+from multicore import _core, hooks
+from multicore._pool import forksafe, wire
 from multicore.exceptions import SerializationError, SharedMemoryError
+from multicore.options import Options
 
 logger = logging.getLogger("multicore.worker")
 
@@ -78,7 +77,7 @@ def worker_main(supervisor: _core.Supervisor, index: int, options: Options) -> N
         worker.ready()
         _serve(worker, options)
         hooks.run(hooks.worker_exit)
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         logger.exception("multicore worker %d (pid %d) failed", index, os.getpid())
         code = 1
     finally:
@@ -105,7 +104,9 @@ def _serve(worker: _core.Worker, options: Options) -> None:
             return
 
 
-def _execute(worker: _core.Worker, cache: wire.WorkerCache, slot: int, ticket: int) -> tuple[int, bytes, object]:
+def _execute(
+    worker: _core.Worker, cache: wire.WorkerCache, slot: int, ticket: int
+) -> tuple[int, bytes | list[Any], object]:
     fn = None
     try:
         tag, payload = worker.read_request(slot, ticket)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal, cast
 
 from multicore import _core
-from multicore._pool import lifecycle
 from multicore import options as _options
-from multicore._pool import wire
+from multicore._pool import lifecycle, wire
 from multicore.exceptions import (
+    ConfigurationError,
+    MulticoreTypeError,
     PoolUnavailableError,
     TaskCompleteError,
     TimeoutExceededError,
@@ -41,7 +42,7 @@ class _Call:
         self.slot = slot
         self.ticket = ticket
         self.fn = fn  # for error messages only; its name is looked up when one is needed
-        self.outcome: tuple | None = None
+        self.outcome: _core._Outcome | tuple[Literal["cancelled"]] | None = None
 
     @property
     def name(self) -> str:
@@ -56,7 +57,13 @@ class Task:
     caller then does the work itself. A Task belongs to the thread that created it.
     """
 
-    __slots__ = ("_pool", "_calls", "_harvested", "_complete", "_timeout", "_lost_seen")
+    __slots__ = ("_calls", "_complete", "_harvested", "_lost_seen", "_pool", "_timeout")
+    _pool: lifecycle.PoolHandle
+    _calls: list[_Call]
+    _harvested: int
+    _complete: bool
+    _timeout: float | None
+    _lost_seen: int
 
     def __new__(cls, max_load_average: float | None = None, timeout: float | None = None) -> Task | None:  # type: ignore[misc]
         if lifecycle.in_worker():
@@ -70,13 +77,15 @@ class Task:
         # Worker deaths are counted from here: one that happens before get() starts waiting
         # (a call that crashes at once) must still be noticed at once, not in its turn.
         self._lost_seen = self._pool.core.lost_seq()
-        self._calls: list[_Call] = []
+        self._calls = []
         self._harvested = 0
         self._complete = False
         self._timeout = timeout if timeout is not None else options.timeout
         return self
 
-    def run(self, fn: Any, *args: Any, serialization_format: str = "pickle", use_dill: bool = False, **kwargs: Any) -> None:
+    def run(
+        self, fn: Any, *args: Any, serialization_format: str = "pickle", use_dill: bool = False, **kwargs: Any
+    ) -> None:
         """Queues ``fn(*args, **kwargs)``; the result comes back from ``get()``.
 
         ``serialization_format`` ("pickle", "json" or "string") is how the result travels back;
@@ -85,9 +94,9 @@ class Task:
         if self._complete:
             raise TaskCompleteError()
         if not callable(fn):
-            raise TypeError(f"Task.run() needs a callable first, got {type(fn).__name__}: {fn!r:.80}")
+            raise MulticoreTypeError(f"Task.run() needs a callable first, got {type(fn).__name__}: {fn!r:.80}")
         if serialization_format not in wire.FORMATS:
-            raise ValueError(
+            raise ConfigurationError(
                 f"serialization_format must be one of {', '.join(map(repr, wire.FORMATS))}, "
                 f"got {serialization_format!r}"
             )
@@ -141,7 +150,7 @@ class Task:
             # Timeouts and Ctrl-C stop the work; after a lost worker the rest may finish, unread.
             self._cancel_pending(kill=not isinstance(exc, WorkerLostError))
             raise
-        return [wire.decode_result(*call.outcome[1:]) for call in self._calls]
+        return [wire.decode_result(*cast("tuple[str, int, _core._Payload]", call.outcome)[1:]) for call in self._calls]
 
     def _wait_all(self, deadline: float | None, timeout: float | None) -> None:
         core = self._pool.core
@@ -175,7 +184,7 @@ class Task:
     def _raise_if_lost(self, index: int, call: _Call) -> None:
         if call.outcome is None or call.outcome[0] != "lost":
             return
-        _, pid, status = call.outcome
+        _, pid, status = cast("tuple[str, int, int]", call.outcome)
         if pid == 0:
             raise PoolUnavailableError(
                 f"call {index} ({call.name}) could not run: the pool stopped respawning workers "

@@ -2,7 +2,7 @@
 
 A request is ``pickle((function_blob, args, kwargs, result_format))`` where ``function_blob`` is
 the function pickled by reference once and cached on both sides: pickling the function reference
-costs more than the whole transport (research/ipc-floor.md). With ``use_dill`` the whole call is
+costs more than the whole transport (docs/design.md). With ``use_dill`` the whole call is
 dill-pickled instead. The request tag says which.
 
 A response's tag is its kind: a result in one of the three formats, or an error report.
@@ -14,9 +14,10 @@ import io
 import json
 import pickle
 import traceback
+from collections.abc import Callable
 from typing import Any
 
-from multicore.exceptions import RemoteError, RemoteTraceback, SerializationError
+from multicore.exceptions import ProtocolError, RemoteError, RemoteTraceback, SerializationError
 
 PROTOCOL = 5
 
@@ -24,7 +25,7 @@ PROTOCOL = 5
 CALL_PICKLE = 0
 CALL_DILL = 1
 
-# Result formats (the original's serialization_format) and response kinds.
+# Result formats (serialization_format, as in django-multicore) and response kinds.
 FORMATS = {"pickle": 0, "json": 1, "string": 2}
 RESULT_ERROR = 3
 
@@ -56,17 +57,15 @@ def _has_big_buffer(obj: Any, depth: int = 2) -> bool:
         obj = obj.values()
     elif kind is not tuple and kind is not list:
         return False
-    seen = 0
-    for item in obj:
+    for seen, item in enumerate(obj, 1):
         if _has_big_buffer(item, depth - 1):
             return True
-        seen += 1
         if seen == _SCAN_ITEMS:
             return False
     return False
 
 
-def _call_has_big_buffer(args: tuple, kwargs: dict) -> bool:
+def _call_has_big_buffer(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """``_has_big_buffer`` for a call's arguments, flat for the usual case of a few small ones
     (it runs on every ``run()``)."""
     for value in (*args, *kwargs.values()) if kwargs else args:
@@ -116,9 +115,16 @@ def dumps(obj: Any, big_buffers: bool | None = None) -> bytes | list[Any]:
 
 def loads(payload: bytes | list[bytes]) -> Any:
     """The inverse of :func:`dumps`: the engine returns a list for a multi-part payload."""
-    if type(payload) is list:
+    if isinstance(payload, list):
         return _OutOfBandUnpickler(payload).load()
     return pickle.loads(payload)
+
+
+def _single(payload: bytes | list[bytes]) -> bytes:
+    """A payload that travels in one part (JSON, text, error reports)."""
+    if isinstance(payload, list):
+        raise ProtocolError(f"a single-part payload arrived in {len(payload)} parts")
+    return payload
 
 
 def describe(obj: Any) -> str:
@@ -148,7 +154,7 @@ def _function_blob(fn: Any) -> bytes:
     return blob
 
 
-def _culprit(fn: Any, args: tuple, kwargs: dict, dumps) -> str:
+def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], dumps: Callable[[Any], object]) -> str:
     """Finds which part of a call cannot be pickled, for the error message."""
     candidates = [("the function", fn)]
     candidates += [(f"argument {i}", a) for i, a in enumerate(args)]
@@ -161,7 +167,9 @@ def _culprit(fn: Any, args: tuple, kwargs: dict, dumps) -> str:
     return "the call"
 
 
-def encode_call(fn: Any, args: tuple, kwargs: dict, result_format: str, use_dill: bool) -> tuple[int, bytes]:
+def encode_call(
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result_format: str, use_dill: bool
+) -> tuple[int, bytes | list[Any]]:
     fmt = FORMATS[result_format]
     if use_dill:
         try:
@@ -172,13 +180,13 @@ def encode_call(fn: Any, args: tuple, kwargs: dict, result_format: str, use_dill
             ) from exc
         try:
             return CALL_DILL, dill.dumps((fn, args, kwargs, fmt), protocol=PROTOCOL)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise SerializationError(
                 f"cannot send {_culprit(fn, args, kwargs, dill.dumps)} to a worker, even with dill"
             ) from exc
     try:
         return CALL_PICKLE, dumps((_function_blob(fn), args, kwargs, fmt), _call_has_big_buffer(args, kwargs))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise SerializationError(
             f"cannot send {_culprit(fn, args, kwargs, lambda o: pickle.dumps(o, PROTOCOL))} to a "
             "worker. Use a module-level function and picklable arguments, or run(..., "
@@ -192,11 +200,12 @@ class WorkerCache:
     def __init__(self) -> None:
         self.functions: dict[bytes, Any] = {}
 
-    def decode_call(self, tag: int, payload: bytes | list[bytes]) -> tuple[Any, tuple, dict, int]:
+    def decode_call(self, tag: int, payload: bytes | list[bytes]) -> tuple[Any, tuple[Any, ...], dict[str, Any], int]:
         if tag == CALL_DILL:
             import dill
 
-            return dill.loads(payload)
+            call: tuple[Any, tuple[Any, ...], dict[str, Any], int] = dill.loads(_single(payload))
+            return call
         blob, args, kwargs, fmt = loads(payload)
         fn = self.functions.get(blob)
         if fn is None:
@@ -215,7 +224,7 @@ def encode_result(result: Any, fmt: int, fn: Any) -> tuple[int, bytes | list[Any
         if fmt == FORMATS["json"]:
             return fmt, json.dumps(result).encode()
         if not isinstance(result, str):
-            raise TypeError(f"serialization_format='string' needs a str result, got {type(result).__name__}")
+            raise SerializationError(f"serialization_format='string' needs a str result, got {type(result).__name__}")
         return fmt, result.encode("utf-8", "surrogatepass")
     except Exception as exc:  # noqa: BLE001
         name = {0: "pickle", 1: "json", 2: "string"}[fmt]
@@ -249,22 +258,22 @@ def decode_result(kind: int, body: bytes | list[bytes]) -> Any:
     if kind == FORMATS["pickle"]:
         try:
             return loads(body)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise SerializationError(f"a result could not be unpickled in the parent: {exc}") from exc
     if kind == FORMATS["json"]:
-        return json.loads(body)
+        return json.loads(_single(body))
     if kind == FORMATS["string"]:
-        return body.decode("utf-8", "surrogatepass")
+        return _single(body).decode("utf-8", "surrogatepass")
     if kind != RESULT_ERROR:
         raise SerializationError(f"unknown result kind {kind}")
-    blob, type_name, message, tb, reason = pickle.loads(body)
-    exc: BaseException
+    blob, type_name, message, tb, reason = pickle.loads(_single(body))
+    error: BaseException
     if blob is None:
-        exc = RemoteError(type_name, message, tb, reason)
+        error = RemoteError(type_name, message, tb, reason)
     else:
         try:
-            exc = pickle.loads(blob)
-        except Exception as why:  # noqa: BLE001
-            exc = RemoteError(type_name, message, tb, f"{type(why).__name__}: {why}")
-    exc.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
-    raise exc
+            error = pickle.loads(blob)
+        except Exception as why:  # noqa: BLE001 - whatever cannot be rebuilt arrives as RemoteError
+            error = RemoteError(type_name, message, tb, f"{type(why).__name__}: {why}")
+    error.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
+    raise error

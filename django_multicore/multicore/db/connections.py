@@ -20,6 +20,7 @@ import os
 import sys
 import warnings
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -28,7 +29,6 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from multicore import hooks
 from multicore._pool import lifecycle
-from multicore import settings as multicore_settings
 from multicore.exceptions import MulticoreWarning
 
 logger = logging.getLogger("multicore.django")
@@ -83,7 +83,7 @@ def _quietly(fn: Any, what: str) -> None:
     # A failing hook must not take the worker down: the next call gets a fresh connection anyway.
     try:
         fn()
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("multicore: %s failed in pid %d", what, os.getpid())
 
 
@@ -183,15 +183,11 @@ def _user_stacklevel() -> int:
     """The ``stacklevel`` that points a warning raised by our caller at the first frame outside
     multicore (the user's ``Task()`` or ``initialize()``, however deep the pool start ran)."""
     package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(2), 2
+    frame: FrameType | None = sys._getframe(2)
+    level = 2
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
     return level
-
-
-def options_provider() -> dict[str, Any]:
-    """The options provider the app installs: MULTICORE settings as pool options."""
-    return multicore_settings.pool_options()
 
 
 def install() -> None:

@@ -7,7 +7,6 @@ here that read the database on the workers' behalf check for that (docs/database
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -15,9 +14,15 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.db.transaction import TransactionManagementError
 
-from multicore.exceptions import MulticoreWarning
+from multicore._pool.lifecycle import range_size
+from multicore.exceptions import ConfigurationError, MulticoreError, MulticoreTypeError, MulticoreWarning
 
-__all__ = ["keyset_ranges", "keyset_filter", "stable_order", "in_atomic_block", "parallel_safe"]
+__all__ = ["keyset_ranges", "keyset_filter", "stable_order", "in_atomic_block", "parallel_safe", "AtomicBlockError"]
+
+
+class AtomicBlockError(MulticoreError, TransactionManagementError):
+    """A helper that reads the database for the workers was used inside the caller's ``atomic()``
+    block with ``MULTICORE["in-atomic-block"] = "raise"`` (workers cannot see its uncommitted writes)."""
 
 
 def in_atomic_block(using: str | None = None) -> bool:
@@ -43,14 +48,15 @@ def _atomic_message(using: str, what: str) -> str:
 def parallel_safe(queryset: QuerySet | None = None, *, using: str | None = None) -> bool:
     """Whether workers would read the same rows as the caller: False inside ``atomic()``.
 
-    With ``MULTICORE["in-atomic-block"] = "raise"`` it raises TransactionManagementError instead
+    With ``MULTICORE["in-atomic-block"] = "raise"`` it raises AtomicBlockError (a
+    TransactionManagementError) instead
     of returning False. Pass a queryset (its database is used) or ``using``.
     """
     alias = queryset.db if queryset is not None else (using or "default")
     if not in_atomic_block(alias):
         return True
     if _mode() == "raise":
-        raise TransactionManagementError(_atomic_message(alias, "parallel_safe() was asked"))
+        raise AtomicBlockError(_atomic_message(alias, "parallel_safe() was asked"))
     return False
 
 
@@ -62,15 +68,15 @@ def guard_atomic(queryset: QuerySet, helper: str, stacklevel: int = 3) -> None:
         return
     message = _atomic_message(alias, f"{helper} was called")
     if _mode() == "raise":
-        raise TransactionManagementError(message)
+        raise AtomicBlockError(message)
     warnings.warn(message, MulticoreWarning, stacklevel=stacklevel)
 
 
 def _check_unsliced(queryset: Any, helper: str) -> None:
     if not isinstance(queryset, QuerySet):
-        raise TypeError(f"{helper} needs a Django QuerySet, got {type(queryset).__name__}")
+        raise MulticoreTypeError(f"{helper} needs a Django QuerySet, got {type(queryset).__name__}")
     if queryset.query.is_sliced:
-        raise TypeError(f"{helper} needs an unsliced QuerySet; remove the [start:end] and filter instead")
+        raise MulticoreTypeError(f"{helper} needs an unsliced QuerySet; remove the [start:end] and filter instead")
 
 
 def stable_order(queryset: QuerySet) -> QuerySet:
@@ -93,7 +99,7 @@ def stable_order(queryset: QuerySet) -> QuerySet:
     for item in ordering:
         if isinstance(item, str):
             if item == "?":
-                raise ValueError("stable_order(): a randomly ordered queryset cannot be split into ranges")
+                raise ConfigurationError("stable_order(): a randomly ordered queryset cannot be split into ranges")
             names.add(item.lstrip("-"))
     if names & {"pk", pk.name, pk.attname}:
         return queryset
@@ -113,7 +119,9 @@ def keyset_filter(queryset: QuerySet, lo: Any, hi: Any) -> QuerySet:
     return queryset.order_by("pk")
 
 
-def keyset_ranges(queryset: QuerySet, min_range_size: int = 0, number_of_workers: int | None = None) -> list[tuple[Any, Any]]:
+def keyset_ranges(
+    queryset: QuerySet, min_range_size: int = 0, number_of_workers: int | None = None
+) -> list[tuple[Any, Any]]:
     """Splits ``queryset`` into primary-key ranges ``[(lo, hi), ...]``, about one per worker.
 
     Give each range to a worker, which reads it with ``keyset_filter(queryset, lo, hi)``.
@@ -122,21 +130,14 @@ def keyset_ranges(queryset: QuerySet, min_range_size: int = 0, number_of_workers
     the whole key space (first ``lo`` and last ``hi`` are None), so no row is lost or read twice,
     even for an unordered queryset or rows added meanwhile. Rows come back in primary-key order.
     """
-    from multicore._pool.lifecycle import default_workers
-
     _check_unsliced(queryset, "keyset_ranges()")
-    if isinstance(min_range_size, bool) or not isinstance(min_range_size, int) or min_range_size < 0:
-        raise ValueError(f"min_range_size must be an integer >= 0, got {min_range_size!r}")
-    if number_of_workers is not None and (
-        isinstance(number_of_workers, bool) or not isinstance(number_of_workers, int) or number_of_workers < 1
-    ):
-        raise ValueError(f"number_of_workers must be a positive integer, got {number_of_workers!r}")
+    range_size(0, min_range_size, number_of_workers)  # bad arguments fail before any query
     guard_atomic(queryset, "keyset_ranges()")
     keys = queryset.order_by("pk").values_list("pk", flat=True)
     count = keys.count()
     if count == 0:
         return []
-    size = max(math.ceil(count / (number_of_workers or default_workers())), min_range_size, 1)
+    size = range_size(count, min_range_size, number_of_workers)
     bounds: list[Any] = []
     rest = keys
     for _ in range((count - 1) // size):
@@ -148,4 +149,4 @@ def keyset_ranges(queryset: QuerySet, min_range_size: int = 0, number_of_workers
         rest = keys.filter(pk__gte=nxt[0])
     lows = [None, *bounds]
     highs = [*bounds, None]
-    return list(zip(lows, highs))
+    return list(zip(lows, highs, strict=True))

@@ -46,9 +46,9 @@ from rest_framework.utils.encoders import JSONEncoder
 
 import multicore
 from multicore._pool import lifecycle
+from multicore._pool.lifecycle import default_workers
 from multicore.drf import rows as _rows
 from multicore.settings import get_config
-from multicore._pool.lifecycle import default_workers
 from multicore.utils import ranges
 
 __all__ = ["patch", "unpatch", "is_patched", "parallel_list", "stats", "SplicedRows"]
@@ -161,11 +161,15 @@ def _serialize(view, request, rows) -> Any:
         _count("fallback:error")
         logger.warning(
             "multicore.drf: parallel serialization of %s failed (%s: %s); serializing sequentially",
-            type(view).__name__, type(exc).__name__, exc,
+            type(view).__name__,
+            type(exc).__name__,
+            exc,
         )
         return _sequential(view, rows)
     _count("parallel")
-    logger.debug("multicore.drf: %s served in parallel (%d rows, %d ranges)", type(view).__name__, len(items), len(parts))
+    logger.debug(
+        "multicore.drf: %s served in parallel (%d rows, %d ranges)", type(view).__name__, len(items), len(parts)
+    )
     serializer = view.get_serializer(rows, many=True)  # not evaluated: the backlink renderers use
     if context.splice:
         return SplicedRows(parts, len(items), context.separator, serializer)

@@ -26,7 +26,7 @@ def _plain_model(cls: type) -> bool:
     return (
         cls.__reduce__ is Model.__reduce__
         and cls.__getstate__ is Model.__getstate__
-        and cls.__setstate__ is Model.__setstate__
+        and getattr(cls, "__setstate__", None) is Model.__setstate__
         and cls.__reduce_ex__ is object.__reduce_ex__
     )
 
@@ -50,14 +50,21 @@ class _Encoder:
         related = state.fields_cache
         if related:
             related = {name: None if rel is None else self.encode(rel) for name, rel in related.items()}
-        return (_MODEL, shape, [attrs[k] if k != "_state" else None for k in keys], related or None, state.db, state.adding)
+        return (
+            _MODEL,
+            shape,
+            [attrs[k] if k != "_state" else None for k in keys],
+            related or None,
+            state.db,
+            state.adding,
+        )
 
 
 def dumps(rows: list) -> bytes:
     """``rows`` (model instances or anything picklable) as bytes for :func:`loads`."""
     encoder = _Encoder()
     encoded = [encoder.encode(row) for row in rows]
-    shapes = [None] * len(encoder.shapes)
+    shapes: list[tuple[type, tuple[str, ...]] | None] = [None] * len(encoder.shapes)
     for (cls, keys), index in encoder.shapes.items():
         shapes[index] = (cls, keys)
     return pickle.dumps((shapes, encoded), _PROTOCOL)
@@ -69,7 +76,7 @@ def _decode(item: tuple, shapes: list) -> Any:
     _, shape, values, related, db, adding = item
     cls, keys = shapes[shape]
     obj = cls.__new__(cls)
-    obj.__dict__.update(zip(keys, values))
+    obj.__dict__.update(zip(keys, values, strict=True))
     state = ModelState()
     state.db = db
     state.adding = adding

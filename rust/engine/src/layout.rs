@@ -83,6 +83,9 @@ impl Config {
                 self.inline_size
             )));
         }
+        if self.max_payload == Some(0) {
+            return Err(E("max_payload must be at least 1 byte (None = no limit), got 0".into()));
+        }
         Ok(())
     }
 

@@ -22,6 +22,4 @@ class Command(BaseCommand):
         for row in rows:
             self.stdout.write(f"{row['category']:<12}{row['products']:>10}{row['mean']:>8}{row['best']:>6}")
         mode = f"on the pool (worker pids {pids})" if parallel else "sequentially (Task() returned None)"
-        self.stdout.write(
-            f"computed {mode} in {parallel_seconds:.3f}s; sequentially in {sequential_seconds:.3f}s"
-        )
+        self.stdout.write(f"computed {mode} in {parallel_seconds:.3f}s; sequentially in {sequential_seconds:.3f}s")

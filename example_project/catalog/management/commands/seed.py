@@ -1,7 +1,7 @@
 """``manage.py seed``: generates users, categories and products (deterministic for a given --seed)."""
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -54,10 +54,8 @@ class Command(BaseCommand):
         User = get_user_model()
         hashed = make_password(PASSWORD)
         users = [User.objects.update_or_create(username=name, defaults={"password": hashed})[0] for name in USERS]
-        categories = Category.objects.bulk_create(
-            Category(name=name, slug=name.lower()) for name in CATEGORIES
-        )
-        start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        categories = Category.objects.bulk_create(Category(name=name, slug=name.lower()) for name in CATEGORIES)
+        start = datetime(2024, 1, 1, tzinfo=UTC)
         Product.objects.bulk_create(
             (
                 Product(

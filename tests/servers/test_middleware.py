@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from multicore.wsgi import MulticoreMiddleware
-from tests.conftest import run_python
+from tests.support import run_python
 
 
 def test_pool_starts_at_construction_and_per_forked_process():

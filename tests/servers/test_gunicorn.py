@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.conftest import wait_until
-from tests.gunicorn.conftest import runner
+from tests.servers.example import runner
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -26,7 +26,7 @@ def assert_one_pool_per_worker(server) -> dict:
     assert len(tree) == server.workers, tree
     for worker, supervisors in tree.items():
         assert len(supervisors) == 1, f"gunicorn worker {worker} has {supervisors}"
-        [(supervisor, pool)] = supervisors.items()
+        [(_supervisor, pool)] = supervisors.items()
         assert len(pool) == 2 and all(runner.children(p) == [] for p in pool), tree
     # The master's only children are gunicorn workers: no supervisor of its own.
     assert runner.children(server.master) == sorted(tree)
@@ -55,21 +55,22 @@ def test_each_gunicorn_worker_has_its_own_pool(serve, worker_class, preload):
 
 def test_patched_responses_match_unpatched_under_gunicorn(serve, example_env):
     patched = serve(workers=1)
-    plain = runner.Gunicorn({**example_env, "MULTICORE_DRF_PATCH": "0"}, log_file=example_env["GUNICORN_LOG"])
-    try:
-        plain.start()
-        for path in ["/api/products/?limit=300&tag=x", "/api/product-pages/?page=2&page_size=150",
-                     "/api/product-cursor/?page_size=120", "/api/product-list/?category=garden&ordering=-price",
-                     "/api/products/?search=lamp&ordering=name&limit=400", "/api/categories/"]:
-            before = patched.json("/pool/")["tasks_done"]
-            a, b = patched.request(path), plain.request(path)
-            assert a[0] == b[0] == 200
-            # Hyperlinks carry each server's port: compare with it normalised.
-            assert a[1].replace(str(patched.port).encode(), b"PORT") == b[1].replace(str(plain.port).encode(), b"PORT")
-            engaged = patched.json("/pool/")["tasks_done"] > before
-            assert engaged == (path != "/api/categories/"), path  # 8 categories < drf-min-items
-    finally:
-        plain.stop()
+    plain = serve(env={**example_env, "MULTICORE_DRF_PATCH": "0"}, workers=1)
+    for path in [
+        "/api/products/?limit=300&tag=x",
+        "/api/product-pages/?page=2&page_size=150",
+        "/api/product-cursor/?page_size=120",
+        "/api/product-list/?category=garden&ordering=-price",
+        "/api/products/?search=lamp&ordering=name&limit=400",
+        "/api/categories/",
+    ]:
+        before = patched.json("/pool/")["tasks_done"]
+        a, b = patched.request(path), plain.request(path)
+        assert a[0] == b[0] == 200
+        # Hyperlinks carry each server's port: compare with it normalised.
+        assert a[1].replace(str(patched.port).encode(), b"PORT") == b[1].replace(str(plain.port).encode(), b"PORT")
+        engaged = patched.json("/pool/")["tasks_done"] > before
+        assert engaged == (path != "/api/categories/"), path  # 8 categories < drf-min-items
 
 
 def test_max_requests_recycling_leaves_nothing(serve):

@@ -40,7 +40,9 @@ def describe(request) -> dict:
         "user": None if user is None else (user.username, user.pk, user.is_authenticated),
         "session": dict(request.session) if hasattr(request, "session") else None,
         "resolved": request.resolver_match.route if request.resolver_match else None,
-        "meta_objects": sorted(k for k, v in request.META.items() if not isinstance(v, (str, bytes, int, float, bool, tuple, type(None)))),
+        "meta_objects": sorted(
+            k for k, v in request.META.items() if not isinstance(v, (str, bytes, int, float, bool, tuple, type(None)))
+        ),
     }
 
 
@@ -139,7 +141,7 @@ def test_clear_errors():
     request = RequestFactory().get("/")
     request.user = AnonymousUser()
     request.user.lock = threading.Lock()
-    with pytest.raises(TypeError, match="cannot carry request.user"):
+    with pytest.raises(TypeError, match=r"cannot carry request\.user"):
         PicklableWSGIRequest(request)
 
 
