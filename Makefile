@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps install demo lint test test-rust test-core test-python test-postgres test-bench bench bench-servers clean
+.PHONY: help system-deps install demo lint test test-rust test-core test-python test-postgres test-matrix test-bench bench bench-servers clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-system-deps: ## the Debian packages the tests need (Apache for mod_wsgi); installs only what is missing
+system-deps: ## the Debian packages the tests need (Apache for mod_wsgi, debootstrap); installs only what is missing
 	.ci/system-deps
 
 # system-deps first (mod_wsgi builds against apache2-dev), without forcing a rebuild of .venv.
@@ -35,7 +35,7 @@ lint: install ## ruff (check and format), mypy, stubtest for _core.pyi, cargo fm
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-test: install test-rust test-bench test-core test-python test-postgres ## run every test (Rust, benchmark smoke, the core without Django, Python on SQLite and PostgreSQL)
+test: install test-rust test-bench test-core test-python test-postgres test-matrix ## run every test (Rust, benchmark smoke, the core without Django, Python on SQLite and PostgreSQL, the CPython/Django matrix)
 
 test-rust: ## the engine's own tests (no Python)
 	cargo test -p multicore-engine --lib --tests --quiet
@@ -51,6 +51,9 @@ test-python: install ## the Django suites on SQLite (or the tests named in PYTES
 
 test-postgres: install ## the database suites again on PostgreSQL (127.0.0.1:5432); they fail if it is down
 	MULTICORE_TEST_DB=postgres $(PY) -m pytest $(DB_TESTS) $(PYTEST_ARGS)
+
+test-matrix: ## the Python suites again on CPython 3.13 and 3.14 with Django 6.x, in cached Debian roots (docs/versions.md)
+	CORE_TESTS="$(CORE_TESTS)" DB_TESTS="$(DB_TESTS)" PYTEST_ARGS="$(PYTEST_ARGS)" .ci/matrix $(MATRIX)
 
 test-bench: install ## the benchmark's smoke run: it still works (its figures are not measurements)
 	@$(PY) benchmarks/core.py --quick > $(VENV)/bench-smoke.log 2>&1 \
