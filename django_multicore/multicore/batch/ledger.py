@@ -10,6 +10,7 @@ and the chunks it left ``running`` go back to ``pending``.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import os
 import socket
@@ -62,6 +63,7 @@ class Ledger:
         self.run = run
         self.using = using
         self.owner = run.owner
+        self.queue: collections.deque = collections.deque()
 
     @property
     def chunks(self):
@@ -115,11 +117,9 @@ class Ledger:
                 self.owner = mine
                 return
 
-    def heartbeat(self) -> None:
-        txn.write(self.using, lambda: BatchRun.objects.using(self.using).filter(
-            pk=self.run.pk, owner=self.owner).update(heartbeat_at=timezone.now()))
-
     def release(self, status: str) -> None:
+        self.flush(wait=True)
+
         def done() -> None:
             self.chunks.filter(status=BatchChunk.RUNNING).update(status=BatchChunk.PENDING)
             BatchRun.objects.using(self.using).filter(pk=self.run.pk, owner=self.owner).update(
@@ -135,28 +135,39 @@ class Ledger:
         done = self.chunks.filter(status=BatchChunk.DONE).count()
         return [tuple(r) for r in rows], done
 
-    def mark_running(self, chunk_id: int, attempts: int) -> None:
-        txn.write(self.using, lambda: self.chunks.filter(pk=chunk_id).update(
-            status=BatchChunk.RUNNING, attempts=attempts, error=""))
+    # Writes during a run are queued and applied when the database lets us: on SQLite a worker's
+    # chunk transaction holds the one write lock, and the runner's loop must not wait for it
+    # (timeouts, Ctrl-C and progress would stall). flush(wait=True) at the end applies the rest.
 
-    def mark(self, chunk_id: int, attempts: int, status: str, error: str = "", pid: int | None = None) -> bool:
-        """Moves a chunk we run (still ``running`` at ``attempts``) to pending or failed; False
-        if it is not ours any more (a worker marked it done just before)."""
-        def move() -> int:
-            return self.chunks.filter(pk=chunk_id, status=BatchChunk.RUNNING, attempts=attempts).update(
-                status=status, error=error, worker_pid=pid,
-                finished_at=timezone.now() if status == BatchChunk.FAILED else None,
-            )
-        return bool(txn.write(self.using, move))
+    def later(self, fn: Any) -> None:
+        self.queue.append(fn)
+
+    def flush(self, wait: bool = False) -> None:
+        while self.queue:
+            fn = self.queue[0]
+            if wait:
+                txn.write(self.using, fn)
+            elif not txn.try_write(self.using, fn):
+                return
+            self.queue.popleft()
+
+    def mark_running(self, chunk_id: int) -> None:
+        self.later(lambda: self.chunks.filter(pk=chunk_id, status__in=[BatchChunk.PENDING, BatchChunk.FAILED]).update(
+            status=BatchChunk.RUNNING))
+
+    def mark(self, chunk_id: int, attempts: int, status: str, error: str = "", pid: int | None = None) -> None:
+        """Records a chunk as pending (to retry) or failed, unless some attempt marked it done."""
+        finished = timezone.now() if status == BatchChunk.FAILED else None
+        self.later(lambda: self.chunks.filter(pk=chunk_id).exclude(status=BatchChunk.DONE).update(
+            status=status, attempts=attempts, error=error, worker_pid=pid, finished_at=finished))
+
+    def heartbeat(self) -> None:
+        self.later(lambda: BatchRun.objects.using(self.using).filter(pk=self.run.pk, owner=self.owner).update(
+            heartbeat_at=timezone.now()))
 
     def is_done(self, chunk_id: int) -> tuple[bool, int | None]:
         row = self.chunks.filter(pk=chunk_id).values_list("status", "rows").first()
         return (row is not None and row[0] == BatchChunk.DONE), (row[1] if row else None)
-
-    def mark_done(self, chunk_id: int, attempts: int, rows: int | None, pid: int, duration_ms: int) -> None:
-        """For chunks the parent finishes itself (atomic=False has the worker do it too)."""
-        txn.write(self.using, lambda: self.chunks.filter(pk=chunk_id, status=BatchChunk.RUNNING, attempts=attempts).update(
-            status=BatchChunk.DONE, rows=rows, worker_pid=pid, duration_ms=duration_ms, finished_at=timezone.now()))
 
 
 def _refuse_if_owned(run: BatchRun) -> None:

@@ -1,10 +1,9 @@
 """The ledger: one BatchRun per named job, one BatchChunk per planned primary-key range.
 
-Chunks move pending -> running -> done | failed. ``running`` is set by the parent before it
-submits a chunk (with ``attempts`` + 1); ``done`` is set by the worker, inside the chunk's own
-transaction when the job is atomic, and only if the chunk is still ``running`` with the same
-attempt number: a chunk taken back by its runner (Ctrl-C, timeout, a restart after a crash) can
-never be marked done by a straggler.
+Chunks move pending -> running -> done | failed. ``done`` is set by the worker, inside the
+chunk's own transaction when the job is atomic, and only if no other attempt marked it done
+first: a straggler of a stopped run that finishes the same chunk rolls back instead. ``running``
+(shown by ``runbatch --status``), ``failed`` and the error are written by the runner.
 """
 
 from __future__ import annotations

@@ -214,7 +214,8 @@ class _Run:
                 chunk = self.queue.popleft()
                 attempt = chunk.attempts + 1
                 if self.ledger is not None:
-                    self.ledger.mark_running(chunk.id, attempt)
+                    self.ledger.mark_running(chunk.id)
+                    self.ledger.flush(wait=True)
                 try:
                     rows, _ = worker.run_chunk(self.blob, (chunk.id, chunk.index, chunk.lo, chunk.hi, attempt),
                                                chunk.position, self.counters.address)
@@ -223,6 +224,8 @@ class _Run:
                 else:
                     self._succeeded(chunk, rows)
                     self._emit()
+                if self.ledger is not None:
+                    self.ledger.flush(wait=True)
             return self._report()
         finally:
             self.counters.close()
@@ -289,15 +292,17 @@ class _Run:
             if self.timeout is not None:
                 self._check_timeouts()
             now = time.monotonic()
-            if self.ledger is not None and now >= next_heartbeat:
-                next_heartbeat = now + 10.0
-                self.ledger.heartbeat()
+            if self.ledger is not None:
+                if now >= next_heartbeat:
+                    next_heartbeat = now + 10.0
+                    self.ledger.heartbeat()
+                self.ledger.flush()
             self._emit_ticks(now)
 
     def _submit(self, chunk: _Chunk) -> None:
         attempt = chunk.attempts + 1
         if self.ledger is not None:
-            self.ledger.mark_running(chunk.id, attempt)
+            self.ledger.mark_running(chunk.id)
         self.counters.clear(chunk.position)
         spec = (chunk.id, chunk.index, chunk.lo, chunk.hi, attempt)
         tag, payload = wire.encode_call(worker.run_chunk, (self.blob, spec, chunk.position, self.counters.address),
@@ -329,13 +334,15 @@ class _Run:
             if self._done_in_ledger(chunk):
                 return
             text = (f"multicore.exceptions.WorkerLostError: worker pid {pid} died with "
-                    f"{WorkerLostError.describe(status)} while running chunk {chunk.index} "
-                    "(SIGKILL often means the OOM killer)")
+                    f"{WorkerLostError.describe(status)} while running chunk {chunk.index}"
+                    + (" (SIGKILL often means the OOM killer)" if status == -9 else ""))
             self._failed(chunk, call.attempt, text, pid or None, requeue=not self.signals)
             return
         try:
             rows, pid = wire.decode_result(outcome[1], outcome[2])
         except Exception as exc:  # noqa: BLE001 - the function's own error
+            if isinstance(exc, worker.ChunkAlreadyDone) and self._done_in_ledger(chunk):
+                return
             self._failed(chunk, call.attempt, _error_text(exc), requeue=not self.signals)
         else:
             self._succeeded(chunk, rows)
@@ -402,5 +409,5 @@ class _Run:
 
     def _take_back(self, call: _InFlight) -> None:
         if self.ledger is not None and not self._done_in_ledger(call.chunk):
-            # Only if still ours at this attempt: a worker that got to commit keeps its "done".
-            self.ledger.mark(call.chunk.id, call.attempt, BatchChunk.PENDING)
+            # A worker that got to commit keeps its "done" (mark() never overwrites it).
+            self.ledger.mark(call.chunk.id, call.chunk.attempts, BatchChunk.PENDING)

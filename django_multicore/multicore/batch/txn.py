@@ -30,7 +30,17 @@ def is_locked(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and "database is locked" in str(exc)
 
 
-def _begin_immediate(conn: Any) -> None:
+def _begin_immediate(conn: Any, wait: bool) -> None:
+    if not wait:
+        # One try: the parent's loop must not stall while a worker's chunk holds the lock.
+        cursor = conn.cursor()
+        (previous,) = cursor.execute("PRAGMA busy_timeout").fetchone()
+        cursor.execute("PRAGMA busy_timeout = 0")
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {int(previous)}")
+        return
     deadline = time.monotonic() + LOCK_WAIT
     while True:
         try:
@@ -42,8 +52,9 @@ def _begin_immediate(conn: Any) -> None:
 
 
 @contextlib.contextmanager
-def chunk_atomic(using: str) -> Iterator[None]:
-    """``transaction.atomic(using)``, begun IMMEDIATE on SQLite (outside any atomic block)."""
+def chunk_atomic(using: str, wait: bool = True) -> Iterator[None]:
+    """``transaction.atomic(using)``, begun IMMEDIATE on SQLite (outside any atomic block).
+    ``wait=False``: on SQLite, raise "database is locked" at once instead of waiting."""
     conn = connections[using]
     if conn.vendor != "sqlite" or conn.in_atomic_block:
         with transaction.atomic(using=using):
@@ -52,7 +63,7 @@ def chunk_atomic(using: str) -> Iterator[None]:
     conn.ensure_connection()
     # Django's atomic() starts a SQLite transaction through this method (Django 4.2 to 5.x);
     # an instance attribute shadows it for this block only.
-    conn._start_transaction_under_autocommit = lambda: _begin_immediate(conn)
+    conn._start_transaction_under_autocommit = lambda: _begin_immediate(conn, wait)
     try:
         with transaction.atomic(using=using):
             yield
@@ -71,3 +82,16 @@ def write(using: str, fn: Callable[[], T]) -> T:
             if not is_locked(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def try_write(using: str, fn: Callable[[], Any]) -> bool:
+    """Runs ``fn`` in one transaction if SQLite's write lock is free now; False if it is not
+    (other databases: always runs it, waiting for row locks as usual)."""
+    try:
+        with chunk_atomic(using, wait=False):
+            fn()
+        return True
+    except OperationalError as exc:
+        if not is_locked(exc):
+            raise
+        return False

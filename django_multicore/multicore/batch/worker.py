@@ -32,8 +32,9 @@ _counters: tuple[str, mmap.mmap] | None = None  # (token, mapped counters) of th
 _current: int | None = None  # offset of the running chunk's record, for tick()
 
 
-class ChunkTakenBack(Exception):
-    """The chunk is no longer ours (its runner took it back); the transaction rolls back."""
+class ChunkAlreadyDone(Exception):
+    """Another attempt at this chunk committed first (a straggler of a stopped run); this
+    attempt's transaction rolls back, so the chunk's rows are processed once."""
 
 
 def record_baseline() -> None:
@@ -111,9 +112,11 @@ def _mark_done(job: dict, chunk: tuple, rows: int | None, started: float) -> Non
     chunk_id, _, _, _, attempt = chunk
     taken = (
         BatchChunk.objects.using(job["using"])
-        .filter(pk=chunk_id, status=BatchChunk.RUNNING, attempts=attempt)
+        .filter(pk=chunk_id)
+        .exclude(status=BatchChunk.DONE)
         .update(
             status=BatchChunk.DONE,
+            attempts=attempt,
             rows=rows,
             duration_ms=int((time.monotonic() - started) * 1000),
             worker_pid=os.getpid(),
@@ -122,7 +125,7 @@ def _mark_done(job: dict, chunk: tuple, rows: int | None, started: float) -> Non
         )
     )
     if not taken:
-        raise ChunkTakenBack(f"chunk {chunk[1]} was taken back by its runner; its work is rolled back")
+        raise ChunkAlreadyDone(f"chunk {chunk[1]} was already done by another attempt; this one is rolled back")
 
 
 def run_chunk(blob: bytes, chunk: tuple, position: int, progress: tuple[int, int, str] | None) -> tuple[int | None, int]:
@@ -132,9 +135,15 @@ def run_chunk(blob: bytes, chunk: tuple, position: int, progress: tuple[int, int
     job = _decode(blob)
     started = time.monotonic()
     view = _open_counters(progress)
-    if view is not None:
-        RECORD.pack_into(view, position * RECORD.size, os.getpid(), time.monotonic_ns(), 0, chunk[4])
-        _current = position * RECORD.size
+
+    def begin() -> None:
+        # The chunk's clock (the parent's timeout) starts once it has its transaction: on SQLite
+        # it may first wait for the write lock while another chunk holds it.
+        global _current
+        if view is not None:
+            RECORD.pack_into(view, position * RECORD.size, os.getpid(), time.monotonic_ns(), 0, chunk[4])
+            _current = position * RECORD.size
+
     try:
         if _baseline is None or _baseline[0] != os.getpid():
             record_baseline()
@@ -142,10 +151,12 @@ def run_chunk(blob: bytes, chunk: tuple, position: int, progress: tuple[int, int
         ledger = chunk[0] is not None
         if job["atomic"]:
             with txn.chunk_atomic(job["using"]):
+                begin()
                 rows = job["fn"](queryset)
                 if ledger:
                     _mark_done(job, chunk, _count(rows), started)
         else:
+            begin()
             rows = job["fn"](queryset)
             if ledger:
                 txn.write(job["using"], lambda: _mark_done(job, chunk, _count(rows), started))
