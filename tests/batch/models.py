@@ -16,3 +16,11 @@ class Row(models.Model):
 class UUIDRow(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4)
     counter = models.IntegerField(default=0)
+
+
+if hasattr(models, "CompositePrimaryKey"):  # Django 5.2+
+
+    class CompositeRow(models.Model):
+        pk = models.CompositePrimaryKey("a", "b")
+        a = models.IntegerField()
+        b = models.IntegerField()

@@ -124,3 +124,10 @@ class FailingJob(BatchJob):
         if os.environ.get("BATCH_TEST_HEAL") != "1" and queryset.filter(group=13).exists():
             raise ValueError("group 13 is cursed")
         return bump(queryset)
+
+
+class LooseBumpJob(BumpJob):
+    """BumpJob without the chunk transaction: at least once."""
+
+    name = "tests-loose"
+    atomic = False
