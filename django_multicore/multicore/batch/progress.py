@@ -134,7 +134,7 @@ class BarRenderer:
         if bar.total != p.total:
             bar.total = p.total
         inside = min(p.ticks / max(self.chunk_size, 1), max(p.running, 0) * 0.99)
-        bar.n = round(p.done + inside, 2)
+        bar.n = round(p.done + inside, 2) if inside else p.done
         bar.set_postfix_str(f"{p.rows + p.ticks:,} rows" + (f", {p.failed} failed" if p.failed else ""), refresh=False)
         bar.refresh()
         if p.final:
