@@ -35,7 +35,7 @@ test-rust: ## the engine's own tests (no Python)
 test-python: install ## the Python suite on SQLite
 	MULTICORE_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
 
-DB_TESTS := tests/django tests/drf tests/servers tests/test_request.py
+DB_TESTS := tests/django tests/drf tests/servers tests/batch tests/test_request.py
 
 test-postgres: install ## the database suites again on PostgreSQL (127.0.0.1:5432); they fail if it is down
 	MULTICORE_TEST_DB=postgres $(PY) -m pytest $(DB_TESTS) $(PYTEST_ARGS)

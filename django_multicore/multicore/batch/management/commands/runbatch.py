@@ -25,7 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--retries", type=int, help="retries per chunk (default: the job's)")
         parser.add_argument("--timeout", type=float, help="seconds per chunk (default: the job's)")
         parser.add_argument("--max-memory-per-worker", help='recycle a worker that grew more than this ("500MB")')
-        parser.add_argument("--progress", choices=["auto", "bar", "log", "none"], default="auto")
+        parser.add_argument("--progress", choices=["auto", "bar", "log", "none"], default="auto",
+                            help="auto: a bar on a terminal, log records otherwise")
+        parser.add_argument("--progress-interval", type=float, help="seconds between log records (default: the job's)")
         parser.add_argument("--restart", action="store_true", help="forget the job's ledger and plan again")
         parser.add_argument("--retry-failed", action="store_true", help="run only the chunks that failed")
         parser.add_argument("--database", default=None, help="the ledger's database for --status (default: default)")
@@ -51,7 +53,8 @@ class Command(BaseCommand):
         if not job.name:
             raise CommandError(f"{type(job).__qualname__} has no name: runbatch runs named (resumable) jobs")
         choice = options["progress"]
-        show = _progress.renderer(None if choice == "none" else choice, job.progress_interval, file=self.stderr._out)
+        interval = options["progress_interval"] or job.progress_interval
+        show = _progress.renderer(None if choice == "none" else choice, interval, file=self.stderr._out)
         if isinstance(show, _progress.LogRenderer):
             _visible_log()
         try:
