@@ -41,7 +41,7 @@ test-rust: ## the engine's own tests (no Python)
 	cargo test -p multicore-engine --lib --tests --quiet
 
 CORE_TESTS := tests/core tests/faults
-DB_TESTS := tests/django tests/drf tests/servers
+DB_TESTS := tests/django tests/drf tests/servers tests/batch
 
 test-core: install ## the Django-free core's tests with Django never imported (no pytest-django, no settings)
 	$(PY) -m pytest -o addopts="-ra --strict-markers" -p no:django $(CORE_TESTS) $(CORE_ARGS)

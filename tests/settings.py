@@ -52,7 +52,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "rest_framework",
     "multicore",
+    "multicore.batch",
     "tests.testapp",
+    "tests.batch",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -22,6 +22,9 @@ class Product(models.Model):
     category = models.ForeignKey(Category, related_name="products", on_delete=models.PROTECT)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="products", on_delete=models.CASCADE)
     created = models.DateTimeField()
+    # Derived from the description (catalog.analysis.quality_score); filled by the batch job
+    # catalog.batches.BackfillQuality (manage.py runbatch catalog-quality).
+    quality = models.IntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "rest_framework",
     "multicore",
+    "multicore.batch",
     "catalog",
 ]
 

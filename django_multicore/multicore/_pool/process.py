@@ -24,6 +24,20 @@ logger = logging.getLogger("multicore.worker")
 #: "parent", "supervisor" or "worker": what this process is to multicore.
 role = "parent"
 
+# Set by retire_after_call(): this worker leaves after replying to its current call.
+_retire_requested = False
+
+
+def retire_after_call() -> None:
+    """In a worker: leave after the current call's reply; the supervisor forks a replacement.
+
+    For code running in a call that knows this process should not take more work (multicore.batch
+    recycles a worker whose memory grew too much). Does nothing outside a worker.
+    """
+    global _retire_requested
+    if role == "worker":
+        _retire_requested = True
+
 # Signals a web server may have handlers for in the parent (gunicorn: HUP, TERM, USR1, ...).
 # Inherited Python handlers would run the server's code in our processes.
 _RESET = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGTTIN", "SIGTTOU", "SIGCHLD", "SIGALRM")
@@ -129,6 +143,8 @@ def _execute(
 
 
 def _should_retire(worker: _core.Worker, options: Options, pid: int) -> bool:
+    if _retire_requested:
+        return True
     if options.max_tasks_per_worker is not None and worker.tasks_done >= options.max_tasks_per_worker:
         return True
     return options.max_memory_per_worker is not None and _core.rss_bytes(pid) >= options.max_memory_per_worker

@@ -1,0 +1,175 @@
+"""What runs in a pool worker for one chunk, and ``tick()``.
+
+A chunk call carries the job (pickled once by the parent: the function, the queryset's model,
+class and query, options) and the chunk (bounds, ledger id, attempt). The worker rebuilds the
+queryset restricted to the chunk's primary-key range, runs the function, and marks the chunk
+done, in one transaction when the job is atomic. Only a row count goes back.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import pickle
+import struct
+import time
+from typing import Any
+
+from django.apps import apps
+from django.utils import timezone
+
+from multicore import _core
+from multicore._pool import process
+from multicore.batch import txn
+
+# One progress record per chunk position: pid, start time (time.monotonic_ns), ticks, attempt.
+RECORD = struct.Struct("qqqq")
+
+_jobs: dict[bytes, Any] = {}  # job blob -> decoded job, in this worker
+_baseline: tuple[int, int] | None = None  # (pid, RSS bytes when this worker started)
+_counters: tuple[str, mmap.mmap] | None = None  # (token, mapped counters) of the current job
+_current: int | None = None  # offset of the running chunk's record, for tick()
+
+
+class ChunkAlreadyDone(Exception):
+    """Another attempt at this chunk committed first (a straggler of a stopped run); this
+    attempt's transaction rolls back, so the chunk's rows are processed once."""
+
+
+def record_baseline() -> None:
+    """Worker-start hook: the resident memory this worker started with (it shares its parent's
+    pages at first, so a big parent makes a big baseline: growth is measured from here)."""
+    global _baseline
+    pid = os.getpid()
+    _baseline = (pid, _core.rss_bytes(pid))
+
+
+def _rss_growth() -> int:
+    pid = os.getpid()
+    if _baseline is None or _baseline[0] != pid:
+        record_baseline()  # the pool started before the app registered the hook
+    now = _core.rss_bytes(pid)
+    return now - _baseline[1]  # type: ignore[index]
+
+
+def tick(n: int = 1) -> None:
+    """Moves the batch's progress by ``n`` items from inside a running chunk (cheap: one write
+    to shared memory). Does nothing outside a batch chunk."""
+    if _current is None or _counters is None:
+        return
+    view = _counters[1]
+    offset = _current + 16
+    (value,) = struct.unpack_from("q", view, offset)
+    struct.pack_into("q", view, offset, value + n)
+
+
+def _open_counters(progress: tuple[int, int, str] | None) -> mmap.mmap | None:
+    """Maps the parent's counters (a memfd, reached through /proc like the engine's payloads)."""
+    global _counters
+    if progress is None:
+        return None
+    pid, fd, token = progress
+    if _counters is not None and _counters[0] == token:
+        return _counters[1]
+    if _counters is not None:
+        _counters[1].close()
+        _counters = None
+    try:
+        handle = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDWR)
+    except OSError:
+        return None  # progress is best effort; the chunk still runs
+    try:
+        view = mmap.mmap(handle, 0)
+    finally:
+        os.close(handle)
+    _counters = (token, view)
+    return view
+
+
+def _decode(blob: bytes) -> Any:
+    job = _jobs.get(blob)
+    if job is None:
+        if len(_jobs) > 16:
+            _jobs.clear()
+        job = _jobs[blob] = pickle.loads(blob)
+    return job
+
+
+def build_queryset(job: dict, lo: Any, hi: Any) -> Any:
+    model = apps.get_model(job["model"])
+    queryset = job["queryset_class"](model=model, query=job["query"].clone(), using=job["using"])
+    if lo is not None:
+        queryset = queryset.filter(pk__gte=lo)
+    if hi is not None:
+        queryset = queryset.filter(pk__lt=hi)
+    return queryset.order_by("pk")
+
+
+def _mark_done(job: dict, chunk: tuple, rows: int | None, started: float) -> None:
+    from multicore.batch.models import BatchChunk
+
+    chunk_id, _, _, _, attempt = chunk
+    taken = (
+        BatchChunk.objects.using(job["using"])
+        .filter(pk=chunk_id)
+        .exclude(status=BatchChunk.DONE)
+        .update(
+            status=BatchChunk.DONE,
+            attempts=attempt,
+            rows=rows,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            worker_pid=os.getpid(),
+            finished_at=timezone.now(),
+            error="",
+        )
+    )
+    if not taken:
+        raise ChunkAlreadyDone(f"chunk {chunk[1]} was already done by another attempt; this one is rolled back")
+
+
+def run_chunk(blob: bytes, chunk: tuple, position: int, progress: tuple[int, int, str] | None) -> tuple[int | None, int]:
+    """Runs one chunk: ``chunk`` is (ledger id or None, index, lo, hi, attempt). Returns
+    (rows, pid). Raises the function's own exception (the parent records it)."""
+    global _current
+    job = _decode(blob)
+    started = time.monotonic()
+    view = _open_counters(progress)
+
+    def begin() -> None:
+        # The chunk's clock (the parent's timeout) starts once it has its transaction: on SQLite
+        # it may first wait for the write lock while another chunk holds it.
+        global _current
+        if view is not None:
+            RECORD.pack_into(view, position * RECORD.size, os.getpid(), time.monotonic_ns(), 0, chunk[4])
+            _current = position * RECORD.size
+
+    try:
+        if _baseline is None or _baseline[0] != os.getpid():
+            record_baseline()
+        queryset = build_queryset(job, chunk[2], chunk[3])
+        ledger = chunk[0] is not None
+        if job["atomic"]:
+            with txn.chunk_atomic(job["using"]):
+                begin()
+                rows = job["fn"](queryset)
+                if ledger:
+                    _mark_done(job, chunk, _count(rows), started)
+        else:
+            begin()
+            rows = job["fn"](queryset)
+            if ledger:
+                txn.write(job["using"], lambda: _mark_done(job, chunk, _count(rows), started))
+    finally:
+        _current = None
+        limit = job["max_memory_per_worker"]
+        if limit is not None and _rss_growth() > limit:
+            process.retire_after_call()
+    return _count(rows), os.getpid()
+
+
+def _count(rows: Any) -> int | None:
+    if rows is None:
+        return None
+    if isinstance(rows, bool) or not isinstance(rows, int):
+        raise TypeError(f"a batch function returns a row count (int) or None, got {type(rows).__name__}")
+    return rows

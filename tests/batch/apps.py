@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BatchTestsConfig(AppConfig):
+    name = "tests.batch"
+    label = "batchtests"
