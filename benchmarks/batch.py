@@ -32,7 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_project"
 # This directory has an http.py, which must not shadow the standard library's.
-sys.path = [str(EXAMPLE), str(ROOT)] + [p for p in sys.path if p and Path(p).resolve() != Path(__file__).resolve().parent]
+sys.path = [str(EXAMPLE), str(ROOT)] + [
+    p for p in sys.path if p and Path(p).resolve() != Path(__file__).resolve().parent
+]
 
 WORKERS = 2
 CHUNK = 1000
@@ -89,6 +91,7 @@ def _rss(pid: int) -> int:
 
 def sequential() -> None:
     from catalog.batches import BackfillQuality
+
     from multicore.batch import plan
 
     job = BackfillQuality()
@@ -102,6 +105,7 @@ def sequential() -> None:
 
 def with_run_batch(name: str | None, memory: dict | None = None) -> None:
     from catalog.batches import BackfillQuality
+
     from multicore import pool_info
     from multicore.batch import run_batch
 
@@ -113,8 +117,9 @@ def with_run_batch(name: str | None, memory: dict | None = None) -> None:
             memory["parent_peak"] = max(memory.get("parent_peak", 0), _rss(os.getpid()))
 
     job = BackfillQuality()
-    report = run_batch(job.get_queryset(), job.process, name=name, chunk_size=CHUNK, atomic=job.atomic,
-                       progress=watch, restart=True)
+    report = run_batch(
+        job.get_queryset(), job.process, name=name, chunk_size=CHUNK, atomic=job.atomic, progress=watch, restart=True
+    )
     assert report.failed == 0 and report.done == report.total, report
 
 
@@ -134,6 +139,7 @@ def with_pool_imap() -> None:
 
     from catalog.batches import BackfillQuality
     from django.db import connections
+
     from multicore.batch import plan
 
     bounds = plan.plan(BackfillQuality().get_queryset(), CHUNK)
@@ -216,9 +222,13 @@ def main() -> None:
     print(f"\nledger cost: {100 * (named - unnamed) / unnamed:+.1f}% (named against name=None)")
     mb = 1024 * 1024
     first, last = memory.get("workers_first", {}), memory.get("workers_last", {})
-    print(f"parent RSS: {parent_start / mb:.0f} MB before, peak {memory.get('parent_peak', 0) / mb:.0f} MB during the named run")
-    print("worker RSS (first event -> last event): " + ", ".join(
-        f"pid {pid}: {first[pid] / mb:.0f} -> {last.get(pid, 0) / mb:.0f} MB" for pid in first))
+    print(
+        f"parent RSS: {parent_start / mb:.0f} MB before, peak {memory.get('parent_peak', 0) / mb:.0f} MB during the named run"
+    )
+    print(
+        "worker RSS (first event -> last event): "
+        + ", ".join(f"pid {pid}: {first[pid] / mb:.0f} -> {last.get(pid, 0) / mb:.0f} MB" for pid in first)
+    )
     multicore.shutdown()
 
 

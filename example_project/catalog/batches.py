@@ -8,10 +8,9 @@ CPU work per product (about 0.2 ms of pure Python, see catalog.analysis.quality_
 
 import os
 
-from multicore.batch import BatchJob, tick
-
 from catalog.analysis import quality_score
 from catalog.models import Product
+from multicore.batch import BatchJob, tick
 
 
 class BackfillQuality(BatchJob):

@@ -48,5 +48,10 @@ def runbatch(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
     }
     return subprocess.Popen(
         [sys.executable, "-m", "django", "runbatch", *args],
-        cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
     )

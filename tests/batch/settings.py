@@ -3,7 +3,7 @@ at the database the test run created (BATCH_TEST_DB_NAME)."""
 
 import os
 
-from tests.settings import *  # noqa: F401,F403
+from tests.settings import *  # noqa: F403
 from tests.settings import DATABASES
 
 DATABASES = {"default": {**DATABASES["default"], "NAME": os.environ["BATCH_TEST_DB_NAME"]}}

@@ -74,23 +74,25 @@ def test_inside_atomic_sequential_runs_in_this_process_with_a_warning(rows):
 
 
 def test_inside_atomic_raise_mode_refuses(rows):
-    with override_settings(MULTICORE={"workers": 2, "in-atomic-block": "raise"}):
-        with transaction.atomic():
-            with pytest.raises(TransactionManagementError, match="run_batch"):
-                run_batch(rows, tasks.bump, progress=None)
+    with (
+        override_settings(MULTICORE={"workers": 2, "in-atomic-block": "raise"}),
+        transaction.atomic(),
+        pytest.raises(TransactionManagementError, match="run_batch"),
+    ):
+        run_batch(rows, tasks.bump, progress=None)
     assert counters() == [0] * 98
 
 
 def test_runbatch_unknown_job_and_retry_failed_without_ledger(multicore_db):
     proc = runbatch("tests.batch.tasks.NoSuchJob")
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "unknown batch job 'tests.batch.tasks.NoSuchJob'" in err
     proc = runbatch("no-such-name")
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "unknown batch job 'no-such-name'" in err
     proc = runbatch("tests.batch.tasks.bump")
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "not a multicore.batch.BatchJob subclass" in err
     proc = runbatch("tests.batch.tasks.BumpJob", "--retry-failed")
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "has no ledger" in err

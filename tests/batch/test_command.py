@@ -74,7 +74,9 @@ def test_runbatch_runs_a_job_and_a_rerun_skips_it(rows):
 def test_runbatch_exit_1_lists_failures_and_retry_failed_runs_only_them(rows):
     proc = runbatch("tests.batch.tasks.FailingJob", "--progress", "none")
     out, _ = finish(proc)
-    failed = sorted(BatchChunk.objects.filter(run__name="tests-failing", status="failed").values_list("index", flat=True))
+    failed = sorted(
+        BatchChunk.objects.filter(run__name="tests-failing", status="failed").values_list("index", flat=True)
+    )
     assert proc.returncode == 1 and failed
     for index in failed:
         assert f"chunk {index} failed: ValueError: group 13 is cursed" in out
@@ -82,7 +84,9 @@ def test_runbatch_exit_1_lists_failures_and_retry_failed_runs_only_them(rows):
     out, _ = finish(proc)
     assert proc.returncode == 0 and f"{len(failed)} failed" in out
     assert f"chunk {failed[0]} failed after 1 attempt(s): ValueError: group 13 is cursed" in out
-    proc = runbatch("tests.batch.tasks.FailingJob", "--retry-failed", "--progress", "none", env={"BATCH_TEST_HEAL": "1"})
+    proc = runbatch(
+        "tests.batch.tasks.FailingJob", "--retry-failed", "--progress", "none", env={"BATCH_TEST_HEAL": "1"}
+    )
     out, _ = finish(proc)
     assert proc.returncode == 0 and f"({10 - len(failed)} skipped), 0 failed" in out
     retried = BatchChunk.objects.filter(run__name="tests-failing", attempts=2)
@@ -151,7 +155,7 @@ def test_second_sigint_kills_the_workers_and_puts_their_chunks_back(many):
         proc.send_signal(signal.SIGINT)
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     finally:
         finish(proc)
     assert proc.returncode == 130, err
@@ -161,7 +165,7 @@ def test_second_sigint_kills_the_workers_and_puts_their_chunks_back(many):
     done = done_chunks("tests-bump")
     assert 1 <= done < 30 and sum(counters()) == 10 * done  # the killed chunks rolled back
     proc = runbatch("tests.batch.tasks.BumpJob", "--progress", "none")
-    out, _ = finish(proc)
+    _out, _ = finish(proc)
     assert proc.returncode == 0 and counters() == [1] * 300
 
 
@@ -170,11 +174,11 @@ def test_a_second_runner_of_the_same_job_is_refused(many):
     try:
         assert wait_until(lambda: done_chunks("tests-bump") >= 1, timeout=60)
         second = runbatch("tests.batch.tasks.BumpJob", "--progress", "none")
-        out, err = finish(second)
+        _out, err = finish(second)
         assert second.returncode == 1 and "is already running (pid" in err and "One runner per name" in err
         with pytest.raises(BatchLockedError, match="already running"):
             run_batch(Row.objects.all(), tasks.BumpJob().process, name="tests-bump", chunk_size=10, retries=1)
-        out, err = proc.communicate(timeout=120)
+        _out, err = proc.communicate(timeout=120)
     finally:
         finish(proc)
     assert proc.returncode == 0 and counters() == [1] * 300

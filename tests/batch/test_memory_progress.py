@@ -89,10 +89,20 @@ def test_progress_none_is_silent(rows, caplog):
 def test_auto_progress_is_a_tqdm_bar_on_a_terminal(rows):
     parent, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.batch.settings", "PYTHONPATH": ROOT,
-           "BATCH_TEST_DB_NAME": connection.settings_dict["NAME"]}
-    proc = subprocess.Popen([sys.executable, "-m", "django", "runbatch", "tests.batch.tasks.BumpJob"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=child, text=True)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.batch.settings",
+        "PYTHONPATH": ROOT,
+        "BATCH_TEST_DB_NAME": connection.settings_dict["NAME"],
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "django", "runbatch", "tests.batch.tasks.BumpJob"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=child,
+        text=True,
+    )
     os.close(child)
     out = proc.communicate(timeout=60)[0]
     screen = b""

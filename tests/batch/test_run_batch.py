@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 
@@ -10,8 +11,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 import multicore
-from multicore.batch import BatchFailedError, BatchLockedError, BatchPlanChangedError, BatchReport, run_batch
-from multicore.batch import plan, worker
+from multicore.batch import (
+    BatchFailedError,
+    BatchLockedError,
+    BatchPlanChangedError,
+    BatchReport,
+    plan,
+    run_batch,
+    worker,
+)
 from multicore.batch.models import BatchChunk, BatchRun
 from multicore.exceptions import MulticoreError
 from tests.batch import tasks
@@ -31,7 +39,7 @@ def chunks(name):
 def test_plan_covers_sparse_integer_keys_in_ranges_of_chunk_size(rows):
     bounds = plan.plan(rows, 10)
     assert len(bounds) == 10 and bounds[0][0] is None and bounds[-1][1] is None
-    assert all(hi == nxt for (_, hi), (nxt, _) in zip(bounds, bounds[1:]))
+    assert all(hi == nxt for (_, hi), (nxt, _) in itertools.pairwise(bounds))
     sizes = [worker.build_queryset(_job(rows), lo, hi).count() for lo, hi in bounds]
     assert sizes == [10] * 9 + [8]
 
@@ -218,7 +226,7 @@ def test_timeout_without_retries_is_a_failure(rows, fresh_pool, tmp_path, monkey
     monkeypatch.setenv("BATCH_TEST_MARKER", str(tmp_path / "slept"))
     report = run_batch(rows, tasks.sleep_on_group, name="slow0", chunk_size=10, timeout=2, progress=None)
     assert report.failed == 1 and "timeout=2s" in report.failures[0][1]
-    failed = [c for c in chunks("slow0") if c.status == "failed"][0]
+    failed = next(c for c in chunks("slow0") if c.status == "failed")
     in_chunk = worker.build_queryset(_job(rows), failed.lo, failed.hi)
     assert set(in_chunk.values_list("counter", flat=True)) == {0}  # killed: nothing committed
 

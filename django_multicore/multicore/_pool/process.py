@@ -38,6 +38,7 @@ def retire_after_call() -> None:
     if role == "worker":
         _retire_requested = True
 
+
 # Signals a web server may have handlers for in the parent (gunicorn: HUP, TERM, USR1, ...).
 # Inherited Python handlers would run the server's code in our processes.
 _RESET = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGTTIN", "SIGTTOU", "SIGCHLD", "SIGALRM")

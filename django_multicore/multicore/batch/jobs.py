@@ -47,10 +47,15 @@ class BatchJob:
         ``progress="log"``, ``workers=4``...)."""
         from multicore.batch.runner import run_batch
 
-        options = {
-            "name": self.name, "chunk_size": self.chunk_size, "retries": self.retries, "timeout": self.timeout,
-            "atomic": self.atomic, "max_memory_per_worker": self.max_memory_per_worker,
-            "progress_interval": self.progress_interval, "workers": self.workers,
+        options: dict[str, Any] = {
+            "name": self.name,
+            "chunk_size": self.chunk_size,
+            "retries": self.retries,
+            "timeout": self.timeout,
+            "atomic": self.atomic,
+            "max_memory_per_worker": self.max_memory_per_worker,
+            "progress_interval": self.progress_interval,
+            "workers": self.workers,
         }
         options.update({k: v for k, v in overrides.items() if v is not None})
         return run_batch(self.get_queryset(), self.process, **options)

@@ -70,8 +70,17 @@ class Ledger:
         return BatchChunk.objects.using(self.using).filter(run_id=self.run.pk)
 
     @classmethod
-    def open(cls, name: str, using: str, fingerprint: str, description: str, chunk_size: int,
-             plan_fn: Any, restart: bool = False, retry_failed: bool = False) -> Ledger:
+    def open(
+        cls,
+        name: str,
+        using: str,
+        fingerprint: str,
+        description: str,
+        chunk_size: int,
+        plan_fn: Any,
+        restart: bool = False,
+        retry_failed: bool = False,
+    ) -> Ledger:
         """Claims the job ``name`` (planning it with ``plan_fn()`` if new or restarted)."""
         runs = BatchRun.objects.using(using)
         if restart:
@@ -104,9 +113,11 @@ class Ledger:
             _refuse_if_owned(run)
             now = timezone.now()
 
-            def take(previous: str = run.owner) -> int:
-                taken = BatchRun.objects.using(self.using).filter(pk=run.pk, owner=previous).update(
-                    owner=mine, heartbeat_at=now, started_at=now, status=BatchRun.RUNNING, finished_at=None
+            def take(previous: str = run.owner, now: object = now) -> int:
+                taken = (
+                    BatchRun.objects.using(self.using)
+                    .filter(pk=run.pk, owner=previous)
+                    .update(owner=mine, heartbeat_at=now, started_at=now, status=BatchRun.RUNNING, finished_at=None)
                 )
                 if taken:
                     # A dead runner's chunks: their transactions died with their workers.
@@ -131,7 +142,9 @@ class Ledger:
     def todo(self, retry_failed: bool) -> tuple[list[tuple[int, int, Any, Any, int]], int]:
         """(chunks to run as (id, index, lo, hi, attempts), how many are done already)."""
         wanted = [BatchChunk.FAILED] if retry_failed else [BatchChunk.PENDING, BatchChunk.FAILED]
-        rows = self.chunks.filter(status__in=wanted).order_by("index").values_list("id", "index", "lo", "hi", "attempts")
+        rows = (
+            self.chunks.filter(status__in=wanted).order_by("index").values_list("id", "index", "lo", "hi", "attempts")
+        )
         done = self.chunks.filter(status=BatchChunk.DONE).count()
         return [tuple(r) for r in rows], done
 
@@ -152,18 +165,31 @@ class Ledger:
             self.queue.popleft()
 
     def mark_running(self, chunk_id: int) -> None:
-        self.later(lambda: self.chunks.filter(pk=chunk_id, status__in=[BatchChunk.PENDING, BatchChunk.FAILED]).update(
-            status=BatchChunk.RUNNING))
+        self.later(
+            lambda: self.chunks.filter(pk=chunk_id, status__in=[BatchChunk.PENDING, BatchChunk.FAILED]).update(
+                status=BatchChunk.RUNNING
+            )
+        )
 
     def mark(self, chunk_id: int, attempts: int, status: str, error: str = "", pid: int | None = None) -> None:
         """Records a chunk as pending (to retry) or failed, unless some attempt marked it done."""
         finished = timezone.now() if status == BatchChunk.FAILED else None
-        self.later(lambda: self.chunks.filter(pk=chunk_id).exclude(status=BatchChunk.DONE).update(
-            status=status, attempts=attempts, error=error, worker_pid=pid, finished_at=finished))
+        self.later(
+            lambda: (
+                self.chunks.filter(pk=chunk_id)
+                .exclude(status=BatchChunk.DONE)
+                .update(status=status, attempts=attempts, error=error, worker_pid=pid, finished_at=finished)
+            )
+        )
 
     def heartbeat(self) -> None:
-        self.later(lambda: BatchRun.objects.using(self.using).filter(pk=self.run.pk, owner=self.owner).update(
-            heartbeat_at=timezone.now()))
+        self.later(
+            lambda: (
+                BatchRun.objects.using(self.using)
+                .filter(pk=self.run.pk, owner=self.owner)
+                .update(heartbeat_at=timezone.now())
+            )
+        )
 
     def is_done(self, chunk_id: int) -> tuple[bool, int | None]:
         row = self.chunks.filter(pk=chunk_id).values_list("status", "rows").first()
@@ -184,7 +210,10 @@ def _refuse_if_owned(run: BatchRun) -> None:
 def _create(using: str, name: str, fingerprint: str, description: str, chunk_size: int, bounds: list) -> BatchRun:
     def create() -> BatchRun:
         run = BatchRun.objects.using(using).create(
-            name=name, fingerprint=fingerprint, description=description, chunk_size=chunk_size,
+            name=name,
+            fingerprint=fingerprint,
+            description=description,
+            chunk_size=chunk_size,
             total_chunks=len(bounds),
         )
         BatchChunk.objects.using(using).bulk_create(
@@ -217,14 +246,22 @@ def status(using: str = "default", name: str | None = None) -> list[dict[str, An
             running=Count("id", filter=Q(status=BatchChunk.RUNNING)),
             rows=Sum("rows"),
         )
-        failures = list(chunks.filter(status=BatchChunk.FAILED).order_by("index").values_list("index", "attempts", "error"))
+        failures = list(
+            chunks.filter(status=BatchChunk.FAILED).order_by("index").values_list("index", "attempts", "error")
+        )
         alive = owner_alive(run.owner, run.heartbeat_at)
-        out.append({
-            "name": run.name, "status": run.status if (alive or run.status != BatchRun.RUNNING) else BatchRun.INTERRUPTED,
-            "description": run.description, "total": run.total_chunks, **agg, "rows": agg["rows"] or 0,
-            "owner": _describe_owner(run.owner) if alive else "", "started_at": run.started_at,
-            "finished_at": run.finished_at, "failures": failures,
-        })
+        out.append(
+            {
+                "name": run.name,
+                "status": run.status if (alive or run.status != BatchRun.RUNNING) else BatchRun.INTERRUPTED,
+                "description": run.description,
+                "total": run.total_chunks,
+                **agg,
+                "rows": agg["rows"] or 0,
+                "owner": _describe_owner(run.owner) if alive else "",
+                "started_at": run.started_at,
+                "finished_at": run.finished_at,
+                "failures": failures,
+            }
+        )
     return out
-
-

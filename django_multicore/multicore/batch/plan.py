@@ -24,8 +24,16 @@ def describe_fn(fn: Any) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
 
 
-def check_input(queryset: Any, fn: Any, chunk_size: Any, retries: Any, timeout: Any,
-                max_memory_per_worker: Any, workers: Any, progress_interval: Any) -> int | None:
+def check_input(
+    queryset: Any,
+    fn: Any,
+    chunk_size: Any,
+    retries: Any,
+    timeout: Any,
+    max_memory_per_worker: Any,
+    workers: Any,
+    progress_interval: Any,
+) -> int | None:
     """Raises a ConfigurationError (or SerializationError for ``fn``) naming the problem and the
     fix; returns max_memory_per_worker in bytes."""
     if not isinstance(queryset, QuerySet):
@@ -58,10 +66,12 @@ def check_input(queryset: Any, fn: Any, chunk_size: Any, retries: Any, timeout: 
     if isinstance(progress_interval, bool) or not isinstance(progress_interval, (int, float)) or progress_interval <= 0:
         raise ConfigurationError(f"run_batch(): progress_interval must be seconds > 0, got {progress_interval!r}")
     if not callable(fn):
-        raise ConfigurationError(f"run_batch(): fn must be a callable taking a queryset, got {type(fn).__name__}: {fn!r:.80}")
+        raise ConfigurationError(
+            f"run_batch(): fn must be a callable taking a queryset, got {type(fn).__name__}: {fn!r:.80}"
+        )
     try:
         pickle.loads(pickle.dumps(fn, 5))
-    except Exception as exc:  # noqa: BLE001 - any failure means it cannot reach a worker
+    except Exception as exc:
         raise SerializationError(
             f"run_batch(): fn {describe_fn(fn)} cannot be sent to a worker ({type(exc).__name__}: {exc}). "
             "Use a function defined at module level (not a lambda, closure or local function)"
@@ -115,7 +125,7 @@ def plan(queryset: QuerySet, chunk_size: int) -> list[tuple[Any, Any]]:
                 f"run_batch(): more than {MAX_CHUNKS:,} chunks of {chunk_size} rows; use a larger chunk_size"
             )
         rest = keys.filter(pk__gte=nxt[0])
-    return list(zip([None, *bounds], [*bounds, None]))
+    return list(zip([None, *bounds], [*bounds, None], strict=False))
 
 
 def job_blob(queryset: QuerySet, fn: Any, *, atomic: bool, max_memory_per_worker: int | None) -> bytes:
@@ -132,7 +142,7 @@ def job_blob(queryset: QuerySet, fn: Any, *, atomic: bool, max_memory_per_worker
     }
     try:
         return pickle.dumps(job, 5)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise SerializationError(
             f"run_batch(): the queryset cannot be sent to the workers ({type(exc).__name__}: {exc})"
         ) from exc

@@ -25,7 +25,8 @@ from django.db import transaction
 from django.db.transaction import TransactionManagementError
 
 from multicore._pool import lifecycle, wire
-from multicore.batch import plan, progress as _progress, worker
+from multicore.batch import plan, worker
+from multicore.batch import progress as _progress
 from multicore.batch.errors import BatchFailedError
 from multicore.batch.models import BatchChunk, BatchRun
 from multicore.exceptions import ConfigurationError, MulticoreWarning, WorkerLostError
@@ -59,10 +60,15 @@ class BatchReport:
         """Raises :class:`BatchFailedError` naming the failed chunks, if any."""
         if not self.failed:
             return
-        listed = "; ".join(f"chunk {i}: {text.strip().splitlines()[0] if text.strip() else '?'}" for i, text in self.failures[:10])
+        listed = "; ".join(
+            f"chunk {i}: {text.strip().splitlines()[0] if text.strip() else '?'}" for i, text in self.failures[:10]
+        )
         more = f" (and {len(self.failures) - 10} more)" if len(self.failures) > 10 else ""
-        how = (f"rerun with the same name to retry them (manage.py runbatch --retry-failed)" if self.name
-               else "name the job to keep a ledger and retry only them")
+        how = (
+            "rerun with the same name to retry them (manage.py runbatch --retry-failed)"
+            if self.name
+            else "name the job to keep a ledger and retry only them"
+        )
         raise BatchFailedError(
             f"batch {self.name or '(unnamed)'}: {self.failed} of {self.total} chunks failed: {listed}{more}; {how}",
             list(self.failures),
@@ -97,15 +103,31 @@ def _error_text(exc: BaseException) -> str:
     return text
 
 
-def run_batch(queryset: Any, fn: Any, *, name: str | None = None, chunk_size: int = 1000, retries: int = 0,
-              timeout: float | None = None, atomic: bool = True, max_memory_per_worker: int | str | None = None,
-              progress: Any = "auto", progress_interval: float = 10, workers: int | None = None,
-              restart: bool = False, retry_failed: bool = False) -> BatchReport:
+def run_batch(
+    queryset: Any,
+    fn: Any,
+    *,
+    name: str | None = None,
+    chunk_size: int = 1000,
+    retries: int = 0,
+    timeout: float | None = None,
+    atomic: bool = True,
+    max_memory_per_worker: int | str | None = None,
+    progress: Any = "auto",
+    progress_interval: float = 10,
+    workers: int | None = None,
+    restart: bool = False,
+    retry_failed: bool = False,
+) -> BatchReport:
     """Runs ``fn(chunk_queryset)`` over ``queryset`` in chunks of about ``chunk_size`` rows, on
     every core. See docs/batch.md. ``fn`` returns the number of rows it processed, or None."""
-    limit = plan.check_input(queryset, fn, chunk_size, retries, timeout, max_memory_per_worker, workers, progress_interval)
+    limit = plan.check_input(
+        queryset, fn, chunk_size, retries, timeout, max_memory_per_worker, workers, progress_interval
+    )
     if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 200):
-        raise ConfigurationError(f"run_batch(): name must be a non-empty string of at most 200 characters or None, got {name!r}")
+        raise ConfigurationError(
+            f"run_batch(): name must be a non-empty string of at most 200 characters or None, got {name!r}"
+        )
     if retry_failed and name is None:
         raise ConfigurationError("run_batch(): retry_failed needs a named job (there is no ledger without a name)")
     show = _progress.renderer(progress, progress_interval)
@@ -118,8 +140,16 @@ def run_batch(queryset: Any, fn: Any, *, name: str | None = None, chunk_size: in
     if name is not None:
         from multicore.batch.ledger import Ledger
 
-        ledger = Ledger.open(name, using, fingerprint, description, chunk_size,
-                             lambda: plan.plan(queryset, chunk_size), restart=restart, retry_failed=retry_failed)
+        ledger = Ledger.open(
+            name,
+            using,
+            fingerprint,
+            description,
+            chunk_size,
+            lambda: plan.plan(queryset, chunk_size),
+            restart=restart,
+            retry_failed=retry_failed,
+        )
         try:
             rows, skipped = ledger.todo(retry_failed)
             total = ledger.run.total_chunks
@@ -128,7 +158,7 @@ def run_batch(queryset: Any, fn: Any, *, name: str | None = None, chunk_size: in
             raise
     else:
         bounds = plan.plan(queryset, chunk_size)
-        rows, skipped, total = [(None, i, lo, hi, 0) for i, (lo, hi) in enumerate(bounds)], 0, len(bounds)
+        rows, skipped, total = [(None, i, lo, hi, 0) for i, (lo, hi) in enumerate(bounds)], 0, len(bounds)  # type: ignore[misc]
     chunks = [_Chunk(*row, position=p) for p, row in enumerate(rows)]
     run = _Run(name, ledger, blob, chunks, total, skipped, retries, timeout, workers, show, started, chunk_size)
     status = BatchRun.INTERRUPTED
@@ -154,7 +184,9 @@ def _sequential_in_atomic(using: str) -> bool:
 
 
 class _Run:
-    def __init__(self, name, ledger, blob, chunks, total, skipped, retries, timeout, workers, show, started, chunk_size):
+    def __init__(
+        self, name, ledger, blob, chunks, total, skipped, retries, timeout, workers, show, started, chunk_size
+    ):
         self.name, self.ledger, self.blob = name, ledger, blob
         self.queue = collections.deque(chunks)
         self.total, self.skipped, self.retries, self.timeout = total, skipped, retries, timeout
@@ -179,8 +211,13 @@ class _Run:
         chunk.tries += 1
         chunk.attempts = attempt
         if chunk.tries <= self.retries:
-            logger.warning("%s: chunk %d failed (attempt %d), retrying: %s", self.name or "batch", chunk.index,
-                           chunk.tries, text.splitlines()[0])
+            logger.warning(
+                "%s: chunk %d failed (attempt %d), retrying: %s",
+                self.name or "batch",
+                chunk.index,
+                chunk.tries,
+                text.splitlines()[0],
+            )
             if self.ledger is not None:
                 self.ledger.mark(chunk.id, attempt, BatchChunk.PENDING, text, pid)
             if requeue:
@@ -194,16 +231,36 @@ class _Run:
 
     def _report(self) -> BatchReport:
         self.failures.sort()
-        report = BatchReport(self.name, self.total, self.done, self.failed, self.skipped, self.rows,
-                             time.monotonic() - self.started, self.failures)
+        report = BatchReport(
+            self.name,
+            self.total,
+            self.done,
+            self.failed,
+            self.skipped,
+            self.rows,
+            time.monotonic() - self.started,
+            self.failures,
+        )
         self._emit(final=True)
         return report
 
     def _emit(self, final: bool = False, ticks: int = 0) -> None:
         if self.show is None:
             return
-        self.show(_progress.Progress(self.name, self.total, self.done, self.failed, self.skipped,
-                                     len(self.inflight), self.rows, ticks, time.monotonic() - self.started, final))
+        self.show(
+            _progress.Progress(
+                self.name,
+                self.total,
+                self.done,
+                self.failed,
+                self.skipped,
+                len(self.inflight),
+                self.rows,
+                ticks,
+                time.monotonic() - self.started,
+                final,
+            )
+        )
 
     # -- in this process (inside atomic(), or inside a worker) -------------------------------------
 
@@ -217,8 +274,12 @@ class _Run:
                     self.ledger.mark_running(chunk.id)
                     self.ledger.flush(wait=True)
                 try:
-                    rows, _ = worker.run_chunk(self.blob, (chunk.id, chunk.index, chunk.lo, chunk.hi, attempt),
-                                               chunk.position, self.counters.address)
+                    rows, _ = worker.run_chunk(
+                        self.blob,
+                        (chunk.id, chunk.index, chunk.lo, chunk.hi, attempt),
+                        chunk.position,
+                        self.counters.address,
+                    )
                 except Exception as exc:  # noqa: BLE001 - recorded like a worker's failure
                     self._failed(chunk, attempt, _error_text(exc))
                 else:
@@ -269,8 +330,12 @@ class _Run:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals += 1
         if self.signals == 1:
-            logger.warning("%s: %s: finishing the running chunks (up to %ds); again to abort",
-                           self.name or "batch", signal.Signals(signum).name, STOP_GRACE)
+            logger.warning(
+                "%s: %s: finishing the running chunks (up to %ds); again to abort",
+                self.name or "batch",
+                signal.Signals(signum).name,
+                STOP_GRACE,
+            )
         else:
             logger.warning("%s: aborting: stopping the running chunks", self.name or "batch")
 
@@ -299,14 +364,21 @@ class _Run:
                 self.ledger.flush()
             self._emit_ticks(now)
 
+    @property
+    def live_counters(self) -> _progress.Counters:
+        """The tick counters, which exist while chunks are submitted and collected."""
+        assert self.counters is not None
+        return self.counters
+
     def _submit(self, chunk: _Chunk) -> None:
         attempt = chunk.attempts + 1
         if self.ledger is not None:
             self.ledger.mark_running(chunk.id)
-        self.counters.clear(chunk.position)
+        self.live_counters.clear(chunk.position)
         spec = (chunk.id, chunk.index, chunk.lo, chunk.hi, attempt)
-        tag, payload = wire.encode_call(worker.run_chunk, (self.blob, spec, chunk.position, self.counters.address),
-                                        {}, "pickle", False)
+        tag, payload = wire.encode_call(
+            worker.run_chunk, (self.blob, spec, chunk.position, self.live_counters.address), {}, "pickle", False
+        )
         handle = self.core.submit(tag, payload)
         while handle is None:  # every slot taken by other users of the pool
             self.core.wait_for_free_slot(_POLL)
@@ -333,9 +405,11 @@ class _Run:
             _, pid, status = outcome
             if self._done_in_ledger(chunk):
                 return
-            text = (f"multicore.exceptions.WorkerLostError: worker pid {pid} died with "
-                    f"{WorkerLostError.describe(status)} while running chunk {chunk.index}"
-                    + (" (SIGKILL often means the OOM killer)" if status == -9 else ""))
+            text = (
+                f"multicore.exceptions.WorkerLostError: worker pid {pid} died with "
+                f"{WorkerLostError.describe(status)} while running chunk {chunk.index}"
+                + (" (SIGKILL often means the OOM killer)" if status == -9 else "")
+            )
             self._failed(chunk, call.attempt, text, pid or None, requeue=not self.signals)
             return
         try:
@@ -360,23 +434,27 @@ class _Run:
     def _check_timeouts(self) -> None:
         now = time.monotonic_ns()
         for call in list(self.inflight):
-            pid, start, _, attempt = self.counters.read(call.chunk.position)
+            pid, start, _, attempt = self.live_counters.read(call.chunk.position)
             if attempt != call.attempt or not start or now - start < self.timeout * 1e9:
                 continue
             self.core.cancel(call.slot, call.ticket, True)
             self.inflight.remove(call)
             if self._done_in_ledger(call.chunk):
                 continue
-            self._failed(call.chunk, call.attempt,
-                         f"multicore.exceptions.TimeoutExceededError: chunk {call.chunk.index} ran longer than "
-                         f"timeout={self.timeout}s; its worker (pid {pid}) was stopped and replaced", pid or None)
+            self._failed(
+                call.chunk,
+                call.attempt,
+                f"multicore.exceptions.TimeoutExceededError: chunk {call.chunk.index} ran longer than "
+                f"timeout={self.timeout}s; its worker (pid {pid}) was stopped and replaced",
+                pid or None,
+            )
 
     def _emit_ticks(self, now: float) -> None:
         if self.show is None or now - self.last_emit < 0.2:
             return
         ticks = 0
         for call in self.inflight:
-            _, _, n, attempt = self.counters.read(call.chunk.position)
+            _, _, n, attempt = self.live_counters.read(call.chunk.position)
             if attempt == call.attempt:
                 ticks += n
         self.last_emit = now
@@ -387,7 +465,7 @@ class _Run:
     def _withdraw_unstarted(self) -> None:
         """First Ctrl-C: chunks queued behind a running one go back to pending."""
         for call in list(self.inflight):
-            _, start, _, attempt = self.counters.read(call.chunk.position)
+            _, start, _, attempt = self.live_counters.read(call.chunk.position)
             if attempt == call.attempt and start:
                 continue
             outcome = self.core.take(call.slot, call.ticket)

@@ -127,7 +127,9 @@ def _mark_done(job: dict, chunk: tuple, rows: int | None, started: float) -> Non
         raise ChunkAlreadyDone(f"chunk {chunk[1]} was already done by another attempt; this one is rolled back")
 
 
-def run_chunk(blob: bytes, chunk: tuple, position: int, progress: tuple[int, int, str] | None) -> tuple[int | None, int]:
+def run_chunk(
+    blob: bytes, chunk: tuple, position: int, progress: tuple[int, int, str] | None
+) -> tuple[int | None, int]:
     """Runs one chunk: ``chunk`` is (ledger id or None, index, lo, hi, attempt). Returns
     (rows, pid). Raises the function's own exception (the parent records it)."""
     global _current

@@ -7,4 +7,6 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [("catalog", "0001_initial")]
 
-    operations = [migrations.AddField(model_name="product", name="quality", field=models.IntegerField(null=True, blank=True))]
+    operations = [
+        migrations.AddField(model_name="product", name="quality", field=models.IntegerField(null=True, blank=True))
+    ]

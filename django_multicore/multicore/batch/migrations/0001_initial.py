@@ -6,53 +6,85 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='BatchRun',
+            name="BatchRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('fingerprint', models.CharField(max_length=64)),
-                ('description', models.TextField(blank=True)),
-                ('chunk_size', models.PositiveIntegerField()),
-                ('total_chunks', models.PositiveIntegerField(default=0)),
-                ('status', models.CharField(choices=[('planned', 'planned'), ('running', 'running'), ('done', 'done'), ('failed', 'failed'), ('interrupted', 'interrupted')], default='planned', max_length=16)),
-                ('owner', models.CharField(blank=True, default='', max_length=200)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("fingerprint", models.CharField(max_length=64)),
+                ("description", models.TextField(blank=True)),
+                ("chunk_size", models.PositiveIntegerField()),
+                ("total_chunks", models.PositiveIntegerField(default=0)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("planned", "planned"),
+                            ("running", "running"),
+                            ("done", "done"),
+                            ("failed", "failed"),
+                            ("interrupted", "interrupted"),
+                        ],
+                        default="planned",
+                        max_length=16,
+                    ),
+                ),
+                ("owner", models.CharField(blank=True, default="", max_length=200)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'db_table': 'multicore_batch_run',
+                "db_table": "multicore_batch_run",
             },
         ),
         migrations.CreateModel(
-            name='BatchChunk',
+            name="BatchChunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('index', models.PositiveIntegerField()),
-                ('lo', models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, null=True)),
-                ('hi', models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, null=True)),
-                ('status', models.CharField(choices=[('pending', 'pending'), ('running', 'running'), ('done', 'done'), ('failed', 'failed')], default='pending', max_length=8)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('rows', models.BigIntegerField(blank=True, null=True)),
-                ('duration_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('worker_pid', models.IntegerField(blank=True, null=True)),
-                ('error', models.TextField(blank=True, default='')),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='multicore_batch.batchrun')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("index", models.PositiveIntegerField()),
+                ("lo", models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, null=True)),
+                ("hi", models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "pending"),
+                            ("running", "running"),
+                            ("done", "done"),
+                            ("failed", "failed"),
+                        ],
+                        default="pending",
+                        max_length=8,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("rows", models.BigIntegerField(blank=True, null=True)),
+                ("duration_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("worker_pid", models.IntegerField(blank=True, null=True)),
+                ("error", models.TextField(blank=True, default="")),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="chunks",
+                        to="multicore_batch.batchrun",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'multicore_batch_chunk',
-                'indexes': [models.Index(fields=['run', 'status'], name='multicore_batch_chunk_status')],
-                'constraints': [models.UniqueConstraint(fields=('run', 'index'), name='multicore_batch_chunk_run_index')],
+                "db_table": "multicore_batch_chunk",
+                "indexes": [models.Index(fields=["run", "status"], name="multicore_batch_chunk_status")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("run", "index"), name="multicore_batch_chunk_run_index")
+                ],
             },
         ),
     ]

@@ -25,8 +25,12 @@ class Command(BaseCommand):
         parser.add_argument("--retries", type=int, help="retries per chunk (default: the job's)")
         parser.add_argument("--timeout", type=float, help="seconds per chunk (default: the job's)")
         parser.add_argument("--max-memory-per-worker", help='recycle a worker that grew more than this ("500MB")')
-        parser.add_argument("--progress", choices=["auto", "bar", "log", "none"], default="auto",
-                            help="auto: a bar on a terminal, log records otherwise")
+        parser.add_argument(
+            "--progress",
+            choices=["auto", "bar", "log", "none"],
+            default="auto",
+            help="auto: a bar on a terminal, log records otherwise",
+        )
         parser.add_argument("--progress-interval", type=float, help="seconds between log records (default: the job's)")
         parser.add_argument("--restart", action="store_true", help="forget the job's ledger and plan again")
         parser.add_argument("--retry-failed", action="store_true", help="run only the chunks that failed")
@@ -59,21 +63,29 @@ class Command(BaseCommand):
             _visible_log()
         try:
             report = job.run(
-                workers=options["workers"], chunk_size=options["chunk_size"], retries=options["retries"],
-                timeout=options["timeout"], max_memory_per_worker=options["max_memory_per_worker"],
-                restart=options["restart"] or None, retry_failed=options["retry_failed"] or None,
+                workers=options["workers"],
+                chunk_size=options["chunk_size"],
+                retries=options["retries"],
+                timeout=options["timeout"],
+                max_memory_per_worker=options["max_memory_per_worker"],
+                restart=options["restart"] or None,
+                retry_failed=options["retry_failed"] or None,
                 progress=show or (lambda p: None),
             )
         except KeyboardInterrupt:
             self.stderr.write(f"{job.name}: interrupted; rerun the same command to resume")
             return 130
-        summary = (f"{job.name}: {report.done}/{report.total} chunks done ({report.skipped} skipped), "
-                   f"{report.failed} failed, {report.rows:,} rows in {report.elapsed:.1f}s")
+        summary = (
+            f"{job.name}: {report.done}/{report.total} chunks done ({report.skipped} skipped), "
+            f"{report.failed} failed, {report.rows:,} rows in {report.elapsed:.1f}s"
+        )
         self.stdout.write(summary)
         if report.failed:
             for index, text in report.failures:
                 self.stdout.write(f"  chunk {index} failed: {text.strip().splitlines()[0] if text.strip() else '?'}")
-            self.stdout.write(f"  rerun with --retry-failed to run only these chunks; details: runbatch --status {job.name}")
+            self.stdout.write(
+                f"  rerun with --retry-failed to run only these chunks; details: runbatch --status {job.name}"
+            )
             return 1
         return 0
 
