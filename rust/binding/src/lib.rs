@@ -161,7 +161,8 @@ struct Pool {
 impl Pool {
     /// Every option is a required keyword: the defaults live in Python's `Options` alone.
     #[new]
-    #[pyo3(signature = (*, workers, slots, inline_size, worker_spin_us, parent_spin_us, max_payload))]
+    #[pyo3(signature = (*, workers, slots, inline_size, worker_spin_us, parent_spin_us, max_payload, segment_keep_bytes))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         workers: u32,
         slots: u32,
@@ -169,8 +170,17 @@ impl Pool {
         worker_spin_us: u32,
         parent_spin_us: u32,
         max_payload: Option<u64>,
+        segment_keep_bytes: u64,
     ) -> PyResult<Self> {
-        let cfg = engine::Config { workers, slots, inline_size, worker_spin_us, parent_spin_us, max_payload };
+        let cfg = engine::Config {
+            workers,
+            slots,
+            inline_size,
+            worker_spin_us,
+            parent_spin_us,
+            max_payload,
+            segment_keep_bytes,
+        };
         Ok(Pool { inner: engine::Pool::create(&cfg).map_err(to_py_err)? })
     }
 

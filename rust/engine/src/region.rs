@@ -61,6 +61,7 @@ impl Region {
         header.max_payload = cfg.max_payload.unwrap_or(u64::MAX);
         header.worker_spin_us = cfg.worker_spin_us;
         header.parent_spin_us = cfg.parent_spin_us;
+        header.segment_keep_bytes = cfg.segment_keep_bytes;
         Region::from_map(Arc::new(map))
     }
 

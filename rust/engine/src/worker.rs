@@ -37,7 +37,8 @@ impl WorkerChannel {
         entry.retiring.store(0, Relaxed);
         entry.state.store(WorkerState::Starting as u32, Release);
         let spin = Duration::from_micros(u64::from(region.header().worker_spin_us));
-        WorkerChannel { region, index, segments: Segments::default(), spin }
+        let segments = Segments::new(region.header().segment_keep_bytes);
+        WorkerChannel { region, index, segments, spin }
     }
 
     pub fn tasks_done(&self) -> u64 {
@@ -133,6 +134,11 @@ impl WorkerChannel {
                     continue;
                 }
             }
+            // A large result segment is given back after a second of rest: sleep no longer than
+            // that while one is mapped (no timeout otherwise, so an idle worker never wakes).
+            let region = &self.region;
+            let trim_at = self.segments.trim(Instant::now(), |s, t| result_unread(region, s, t));
+            let timeout = trim_at.map(|at| at.saturating_duration_since(Instant::now()));
             let seq = bell.work_seq.load(SeqCst);
             let entry = self.region.worker(self.index);
             bell.sleepers.fetch_add(1, SeqCst);
@@ -144,7 +150,7 @@ impl WorkerChannel {
             // work_seq bump precedes its `sleepers` load. Either we see the work here, or the
             // futex compare sees a new work_seq, or the parent sees us and wakes us.
             if !self.work_waiting() && self.running() {
-                sys::futex_wait(&bell.work_seq, seq, None);
+                sys::futex_wait(&bell.work_seq, seq, timeout);
                 // We run: count one wake-up in flight fewer (if ours was spurious, the count errs
                 // low, which only costs a spare wake-up later).
                 decrement(&bell.waking);
