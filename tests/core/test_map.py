@@ -116,7 +116,8 @@ def test_worker_death_during_an_imap(pool):
     with pytest.raises(WorkerLostError):
         for x in Task().imap(helpers.kill_self_at_three, range(8), chunksize=1):
             seen.append(x)
-    assert seen == [0, 1, 2]
+    # Raised as soon as the worker dies, like get(): the results taken before are in order.
+    assert seen == list(range(len(seen))) and len(seen) <= 3
     assert list(Task().imap(helpers.square, range(3))) == [0, 1, 4]
 
 
