@@ -239,6 +239,12 @@ def set_provider(source: _Source | None, convert: _Convert | None = None) -> Non
 def current(**overrides: Any) -> Options:
     """The configured options, with ``overrides`` (initialize() keywords; None = not given) applied last."""
     global _cache
+    if not overrides:  # every Task() comes here: the cached options, without building sets
+        provider = _provider
+        configured = provider[0]() if provider is not None else None
+        cache = _cache
+        if cache is not None and cache[0] is configured:
+            return cache[1]
     unknown = set(overrides) - POOL_FIELDS
     if unknown:
         raise MulticoreTypeError(

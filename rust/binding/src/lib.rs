@@ -213,7 +213,7 @@ impl Pool {
         Ok(match out {
             Outcome::Done(payload) => {
                 let (tag, payload) = payload?;
-                Some(("done", tag, payload).into_pyobject(py)?.into_any().unbind())
+                Some((pyo3::intern!(py, "done"), tag, payload).into_pyobject(py)?.into_any().unbind())
             }
             Outcome::Lost { pid, status } => {
                 Some(("lost", pid, status.to_raw()).into_pyobject(py)?.into_any().unbind())
@@ -247,10 +247,12 @@ impl Pool {
             let until = deadline.map_or(now + SLICE, |d| d.min(now + SLICE));
             py.detach(|| self.inner.wait(slot, ticket, until, lost_seen));
             py.check_signals()?;
+            // Usually the result is there now: only a call still pending pays for the liveness
+            // check (a syscall).
+            if let Some(out) = self.take(py, slot, ticket)? {
+                return Ok(Some(out));
+            }
             if !self.inner.supervisor_alive() {
-                if let Some(out) = self.take(py, slot, ticket)? {
-                    return Ok(Some(out));
-                }
                 return Err(PoolUnavailableError::new_err("the pool's supervisor process exited; the pool is gone"));
             }
         }
