@@ -86,6 +86,7 @@ impl Region {
             worker_spin_us: header.worker_spin_us,
             parent_spin_us: header.parent_spin_us,
             max_payload: None, // geometry only: nothing below reads it
+            segment_keep_bytes: header.segment_keep_bytes,
         };
         if cfg.workers == 0
             || cfg.workers > MAX_WORKERS

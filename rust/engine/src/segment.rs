@@ -201,10 +201,12 @@ impl Segments {
 /// segment beyond the kept budget is mapped, a thread sleeps until it is due and trims. The
 /// thread exits as soon as nothing is left to trim (it does not exist in a pool that only ever
 /// moved small payloads), and holds only a weak reference, so a dropped pool ends it.
+#[derive(Debug)]
 pub struct SharedSegments {
     inner: Arc<SharedInner>,
 }
 
+#[derive(Debug)]
 struct SharedInner {
     region: Region,
     in_use: fn(&Region, u32, u64) -> bool,
