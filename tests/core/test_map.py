@@ -10,6 +10,7 @@ from multicore.exceptions import (
     ConfigurationError,
     MulticoreError,
     RemoteTraceback,
+    SerializationError,
     TaskCompleteError,
     TimeoutExceededError,
     WorkerLostError,
@@ -149,3 +150,13 @@ def test_map_uses_up_the_task_and_needs_one_of_its_own(pool):
     assert task.get() == [1]
     with pytest.raises(TypeError, match="needs a callable"):
         Task().map(42, [1])
+
+
+def test_an_unpicklable_item_fails_the_map_and_frees_what_was_sent(pool):
+    import threading
+
+    items = [1, 2, 3, threading.Lock()]
+    for method in ("map", "imap"):
+        with pytest.raises(SerializationError, match="argument 1"):
+            list(getattr(Task(), method)(helpers.square, items, chunksize=1))
+        assert wait_until(lambda: pool()["slots_in_use"] == 0)

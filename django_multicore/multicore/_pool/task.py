@@ -157,8 +157,15 @@ class Task:
         items = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
         size = chunksize or auto_chunksize(len(items), self._pool.workers)
         submit, calls = self._submit_chunk, self._calls
-        for start in range(0, len(items), size):
-            calls.append(submit(fn, list(items[start:start + size])))
+        try:
+            for start in range(0, len(items), size):
+                calls.append(submit(fn, list(items[start:start + size])))
+        except BaseException:
+            # An item that cannot be pickled (SerializationError, naming it), or Ctrl-C: the
+            # chunks already sent must not hold their slots forever.
+            self._complete = True
+            self._cancel(calls, kill=False)
+            raise
         return list(itertools.chain.from_iterable(self.get(timeout)))
 
     def imap(self, fn: Any, iterable: Iterable[Any], chunksize: int | None = None, timeout: float | None = None) -> Iterator[Any]:
