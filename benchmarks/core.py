@@ -27,6 +27,7 @@ except ImportError as exc:
 
 import multicore
 from multicore import Task
+from multicore._pool.task import auto_chunksize
 from multicore.utils import ranges
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -471,8 +472,9 @@ def main(argv=None):
             ("one call each: Task.run / apply_async / submit", "many_each", 0, True),
             (f"ranges() split: {WORKERS} calls of {n // WORKERS:,} items", "many_ranges", 0, True),
         ]),
-        f"\nEach library's map with its own automatic chunking (Task.map and Pool.map: {chunksize:,} items "
-        f"a call; executor.map has none, so it gets chunksize={chunksize}; mpire's WorkerPool.map picks its own):\n",
+        f"\nEach library's map with its own automatic chunking (Task.map: {auto_chunksize(n, WORKERS):,} items a "
+        f"call; Pool.map: {chunksize:,}; executor.map has none, so it gets Pool.map's chunksize={chunksize}; "
+        "mpire's WorkerPool.map picks its own):\n",
         table(results, [(f"map(tiny, {n:,} items), calls/s", "many_map", 0, True)], LIBS + ("mpire",)),
         f"\n{notes['b']}.",
         f"\n### (c) Bytes echoed (the function returns its argument), GB/s counting both ways ({s.echo_rounds} rounds)",

@@ -30,13 +30,16 @@ def test_map_matches_the_builtin_on_sized_and_unsized_input(pool, items):
     assert Task().map(helpers.square, items) == expected
 
 
-def test_map_chunks_like_pool_map(pool):
-    assert auto_chunksize(20_000, 2) == 2500
+def test_map_chunks_by_length_and_workers(pool):
+    assert auto_chunksize(20_000, 2) == 1250
     assert auto_chunksize(8, 2) == 1
     assert auto_chunksize(0, 2) == 1
     task = Task()
     assert task.map(helpers.square, range(8)) == [x * x for x in range(8)]
     assert len(task) == 8  # one call per item: 8 items, 2 workers
+    task = Task()
+    assert task.map(helpers.square, range(1000)) == [x * x for x in range(1000)]
+    assert len(task) == 16  # eight chunks per worker
     task = Task()
     task.map(helpers.square, range(100), chunksize=30)
     assert len(task) == 4

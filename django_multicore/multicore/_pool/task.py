@@ -46,8 +46,12 @@ def _map_chunk(fn: Any, items: list) -> list:
 
 
 def auto_chunksize(count: int, workers: int) -> int:
-    """``multiprocessing.Pool.map``'s rule: about four chunks per worker."""
-    return max(1, -(-count // (4 * workers)))
+    """About eight chunks per worker (``multiprocessing.Pool.map`` makes four). A call costs a few
+    µs here, so more chunks cost little and buy a better balance, an earlier start and results
+    decoded while the workers still run; and smaller chunks more often fit a slot's inline area
+    instead of a segment. (20,000 tiny items on 2 workers: 1,250 a chunk ran 15-25% faster than
+    2,500.)"""
+    return max(1, -(-count // (8 * workers)))
 
 
 def _check_chunksize(chunksize: Any) -> None:
@@ -147,8 +151,8 @@ class Task:
     def map(self, fn: Any, iterable: Iterable[Any], chunksize: int | None = None, timeout: float | None = None) -> list[Any]:
         """Returns ``[fn(item) for item in iterable]``, computed by the workers, in order.
 
-        Items travel in chunks of ``chunksize`` (default: about four chunks per worker, as
-        ``multiprocessing.Pool.map``), one call each. Exceptions and timeouts work as in
+        Items travel in chunks of ``chunksize`` (default: about eight chunks per worker, see
+        :func:`auto_chunksize`), one call each. Exceptions and timeouts work as in
         ``get()``: the first failed item's own exception, with the worker's traceback as
         ``__cause__``; :class:`TimeoutExceededError` after ``timeout`` seconds (default: the
         Task's) for the whole map; :class:`WorkerLostError` when a worker dies. Uses up the Task.
@@ -166,14 +170,40 @@ class Task:
             self._complete = True
             self._cancel(calls, kill=False)
             raise
-        return list(itertools.chain.from_iterable(self.get(timeout)))
+        return self._collect_chunks(timeout)
+
+    def _collect_chunks(self, timeout: float | None) -> list[Any]:
+        """get() for map(): the same waits and errors, but each chunk is decoded as soon as it is
+        there (while later chunks still run) and the first failure is raised once all finished."""
+        self._complete = True
+        timeout = timeout if timeout is not None else self._timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        results: list[Any] = []
+        failure: list[BaseException] = []
+
+        def collect(call: _Call) -> None:
+            outcome, call.outcome = call.outcome, ("taken",)
+            if not failure:
+                try:
+                    results.extend(wire.decode_result(*outcome[1:]))
+                except BaseException as exc:  # noqa: BLE001 - fn's own exception, raised below
+                    failure.append(exc)
+
+        try:
+            self._wait_all(deadline, timeout, collect)
+        except BaseException as exc:
+            self._cancel(self._calls, kill=not isinstance(exc, WorkerLostError))
+            raise
+        if failure:
+            raise failure[0]
+        return results
 
     def imap(self, fn: Any, iterable: Iterable[Any], chunksize: int | None = None, timeout: float | None = None) -> Iterator[Any]:
         """Yields ``fn(item)`` for each item, in order, as the results arrive.
 
         Only a few chunks (four per worker) are in flight at once, so a long or endless
         iterable (a generator) is consumed as results are taken, and results are not held.
-        ``chunksize`` defaults to about four chunks per worker when ``iterable`` has a length,
+        ``chunksize`` defaults to about eight chunks per worker when ``iterable`` has a length,
         else to 1 (pass a larger one for many tiny items). An item's exception is raised when
         its turn comes; ``timeout`` (default: the Task's) bounds each wait for the next result.
         Leaving the loop early discards the calls still in flight. Uses up the Task.
@@ -289,7 +319,7 @@ class Task:
             results.append(wire.decode_result(*cast("tuple[str, int, _core._Payload]", outcome)[1:]))
         return results
 
-    def _wait_all(self, deadline: float | None, timeout: float | None) -> None:
+    def _wait_all(self, deadline: float | None, timeout: float | None, collect: Any = None) -> None:
         core = self._pool.core
         for index, call in enumerate(self._calls):
             while call.outcome is None:
@@ -304,6 +334,8 @@ class Task:
                     )
                 self._check_lost()  # woken because some worker died: is it one of ours?
             self._raise_if_lost(index, call, len(self._calls))
+            if collect is not None:
+                collect(call)
         for index, call in enumerate(self._calls):
             self._raise_if_lost(index, call, len(self._calls))
 
