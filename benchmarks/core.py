@@ -31,9 +31,24 @@ from multicore._pool.task import auto_chunksize
 from multicore.utils import ranges
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _util import (  # noqa: E402 - after the path set-up, so `python benchmarks/core.py` works anywhere
-    Noise, burn, cpu_ns, cpu_ticks, descendants, echo, loadavg, machine_line, median, percentile,
-    nap, progress, rotated, tiny, tiny_range, wait_quiet, TICK,
+from _util import (
+    TICK,
+    Noise,
+    burn,
+    cpu_ns,
+    cpu_ticks,
+    descendants,
+    echo,
+    loadavg,
+    machine_line,
+    median,
+    nap,
+    percentile,
+    progress,
+    rotated,
+    tiny,
+    tiny_range,
+    wait_quiet,
 )
 
 WORKERS = 2
@@ -43,26 +58,39 @@ PEERS = LIBS[1:]
 
 @dataclasses.dataclass
 class Settings:
-    rt_rounds: int = 5          # (a) rounds; each times rt_calls round trips per library
+    rt_rounds: int = 5  # (a) rounds; each times rt_calls round trips per library
     rt_warmup: int = 300
     rt_calls: int = 2000
-    many_rounds: int = 3        # (b)
+    many_rounds: int = 3  # (b)
     many_calls: int = 20_000
-    echo_rounds: int = 3        # (c)
+    echo_rounds: int = 3  # (c)
     echo_sizes: tuple = ((1 << 20, 20), (100 << 20, 3))  # (bytes, calls per round)
-    cpu_rounds: int = 3         # (d)
+    cpu_rounds: int = 3  # (d)
     cpu_chunks: int = 8
     cpu_chunk_s: float = 0.3
-    start_rounds: int = 5       # (e)
-    idle_s: float = 3.0         # (f)
-    rss_payload_mb: int = 100   # (g)
+    start_rounds: int = 5  # (e)
+    idle_s: float = 3.0  # (f)
+    rss_payload_mb: int = 100  # (g)
     rss_rest_s: float = 2.0
     quiet_wait_s: float = 30.0  # longest wait for a quiet machine before each section
 
 
-QUICK = Settings(rt_rounds=2, rt_warmup=50, rt_calls=200, many_rounds=1, many_calls=2000, echo_rounds=1,
-                 echo_sizes=((1 << 20, 3), (10 << 20, 1)), cpu_rounds=1, cpu_chunk_s=0.05,
-                 start_rounds=1, idle_s=1.0, rss_payload_mb=10, rss_rest_s=1.5, quiet_wait_s=0.0)
+QUICK = Settings(
+    rt_rounds=2,
+    rt_warmup=50,
+    rt_calls=200,
+    many_rounds=1,
+    many_calls=2000,
+    echo_rounds=1,
+    echo_sizes=((1 << 20, 3), (10 << 20, 1)),
+    cpu_rounds=1,
+    cpu_chunk_s=0.05,
+    start_rounds=1,
+    idle_s=1.0,
+    rss_payload_mb=10,
+    rss_rest_s=1.5,
+    quiet_wait_s=0.0,
+)
 
 # --- the four libraries behind one interface ----------------------------------------------------
 
@@ -155,9 +183,14 @@ def bench_many(pools, s, results):
     for r in range(s.many_rounds):
         for lib in rotated(LIBS, r):
             pool = pools[lib]
-            runs = {"each": lambda: call_each(lib, pool, tiny, arglists),
-                    "ranges": lambda: [x for part in call_each(lib, pool, tiny_range, spans) for x in part]}
-            runs["map"] = lambda: lib_map(lib, pool, tiny, expected, chunksize)
+            # Each lambda runs within this iteration; the defaults only pin that down for readers.
+            runs = {
+                "each": lambda lib=lib, pool=pool: call_each(lib, pool, tiny, arglists),
+                "ranges": lambda lib=lib, pool=pool: [
+                    x for part in call_each(lib, pool, tiny_range, spans) for x in part
+                ],
+                "map": lambda lib=lib, pool=pool: lib_map(lib, pool, tiny, expected, chunksize),
+            }
             for name, run in runs.items():
                 seconds, out = timed(run)
                 assert out == expected, f"{lib} {name} returned wrong results"
@@ -220,7 +253,7 @@ def bench_cpu(pools, s, results):
     arglists = [(n,)] * s.cpu_chunks
     expected = [burn(n)] * s.cpu_chunks
     for r in range(s.cpu_rounds):
-        for lib in rotated(("sequential", "bare fork") + LIBS, r):
+        for lib in rotated(("sequential", "bare fork", *LIBS), r):
             if lib == "sequential":
                 seconds, out = timed(lambda: [burn(*a) for a in arglists])
             elif lib == "bare fork":
@@ -229,13 +262,13 @@ def bench_cpu(pools, s, results):
                 seconds, out = timed(call_each, lib, pools[lib], burn, arglists)
             assert out == expected, f"{lib} returned wrong sums"
             add(results, "cpu_s", lib, seconds)
-        for lib in rotated(LIBS + ("mpire",), r):
+        for lib in rotated((*LIBS, "mpire"), r):
             seconds, out = timed(lib_map, lib, pools[lib], burn, [n] * s.cpu_chunks, 1)
             assert out == expected, f"{lib} map returned wrong sums"
             add(results, "cpu_map_s", lib, seconds)
     seq = results["cpu_s"].pop("sequential")
-    for lib in LIBS + ("bare fork",):
-        results.setdefault("cpu_speedup", {})[lib] = [q / t for q, t in zip(seq, results["cpu_s"][lib])]
+    for lib in (*LIBS, "bare fork"):
+        results.setdefault("cpu_speedup", {})[lib] = [q / t for q, t in zip(seq, results["cpu_s"][lib], strict=False)]
     return median(seq) / s.cpu_chunks
 
 
@@ -331,8 +364,12 @@ def rss_child(lib, payload_mb, rest_s):
 
 def bench_rss(s, results):
     for lib in RSS_LIBS:
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--rss-child", lib,
-                               str(s.rss_payload_mb), str(s.rss_rest_s)], capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--rss-child", lib, str(s.rss_payload_mb), str(s.rss_rest_s)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"RSS run of {lib} failed:\n{proc.stderr}")
         data = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -372,8 +409,13 @@ def table(results, rows, libs=LIBS):
                 ratios.append("—")
                 continue
             ratios.append(f"{(a / b if higher else b / a):.2f}x")
-        lines.append(f"| {label} | " + " | ".join(cell(data.get(lib), digits) for lib in libs)
-                     + " | " + " | ".join(ratios) + " |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(cell(data.get(lib), digits) for lib in libs)
+            + " | "
+            + " | ".join(ratios)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -397,21 +439,56 @@ def targets(results, n):
     rest = max(m(f"rss_{who}_rest") - m(f"rss_{who}_warm") for who in ("parent", "worker"))
     echo_mb = int(big[5:]) >> 20
     rows = [
-        ("(a) round trip median ≤ 10 µs", f"{rt:.1f} µs", verdict(rt <= 10, f"{10 / rt:.2f}x headroom" if rt <= 10 else f"{rt - 10:.1f} µs over")),
-        ("(a) ≥ 10x faster than Pool.apply_async().get()", f"{rt_pool / rt:.1f}x", verdict(rt_pool / rt >= 10, f"{rt_pool / rt / 10:.2f} of the target")),
-        (f"(b) {n:,} calls in one Task ≥ 5x {n:,} apply_async", f"{each / each_pool:.1f}x", verdict(each / each_pool >= 5, f"{each / each_pool / 5:.2f} of the target")),
-        ("(b) ranges() split ≥ Pool.map", f"{split / pool_map:.2f}x", verdict(split >= pool_map, f"{split:,.0f} vs {pool_map:,.0f} calls/s")),
-        ("(d) 8 CPU-bound chunks ≥ 1.9x", f"{speedup:.2f}x", verdict(speedup >= 1.9, f"{speedup / 1.9:.2f} of the target; bare fork: {ceiling:.2f}x")),
-        (f"(b) Task.map ≥ Pool.map on {n:,} tiny calls", f"{task_map / pool_map:.2f}x",
-         verdict(task_map >= pool_map, f"{task_map:,.0f} vs {pool_map:,.0f} calls/s")),
-        ("(d) Task.map ≥ Pool.map on 8 CPU-bound chunks", f"{cpu_pool_map / cpu_map:.2f}x",
-         verdict(cpu_map <= cpu_pool_map, f"{cpu_map:.2f} s vs {cpu_pool_map:.2f} s")),
-        ("(g) at rest within 10 MB of warm RSS after large echoes", f"+{rest:.1f} MB",
-         verdict(rest <= 10, "largest growth of the parent or a worker, warm → after the rest")),
-        (f"(c) 100 MB echo throughput kept (≥ 1.1 GB/s)" if echo_mb == 100 else f"(c) {echo_mb} MB echo ≥ 1.1 GB/s",
-         f"{gbs:.2f} GB/s", verdict(gbs >= 1.1, f"{gbs / 1.1:.2f} of the target")),
-        ("(f) idle workers + supervisor use no CPU", f"{idle:.0f} ms ({idle_ns:.2f} ms schedstat)",
-         verdict(idle <= 1000 / TICK, "at most one clock tick in the idle window")),
+        (
+            "(a) round trip median ≤ 10 µs",
+            f"{rt:.1f} µs",
+            verdict(rt <= 10, f"{10 / rt:.2f}x headroom" if rt <= 10 else f"{rt - 10:.1f} µs over"),
+        ),
+        (
+            "(a) ≥ 10x faster than Pool.apply_async().get()",
+            f"{rt_pool / rt:.1f}x",
+            verdict(rt_pool / rt >= 10, f"{rt_pool / rt / 10:.2f} of the target"),
+        ),
+        (
+            f"(b) {n:,} calls in one Task ≥ 5x {n:,} apply_async",
+            f"{each / each_pool:.1f}x",
+            verdict(each / each_pool >= 5, f"{each / each_pool / 5:.2f} of the target"),
+        ),
+        (
+            "(b) ranges() split ≥ Pool.map",
+            f"{split / pool_map:.2f}x",
+            verdict(split >= pool_map, f"{split:,.0f} vs {pool_map:,.0f} calls/s"),
+        ),
+        (
+            "(d) 8 CPU-bound chunks ≥ 1.9x",
+            f"{speedup:.2f}x",
+            verdict(speedup >= 1.9, f"{speedup / 1.9:.2f} of the target; bare fork: {ceiling:.2f}x"),
+        ),
+        (
+            f"(b) Task.map ≥ Pool.map on {n:,} tiny calls",
+            f"{task_map / pool_map:.2f}x",
+            verdict(task_map >= pool_map, f"{task_map:,.0f} vs {pool_map:,.0f} calls/s"),
+        ),
+        (
+            "(d) Task.map ≥ Pool.map on 8 CPU-bound chunks",
+            f"{cpu_pool_map / cpu_map:.2f}x",
+            verdict(cpu_map <= cpu_pool_map, f"{cpu_map:.2f} s vs {cpu_pool_map:.2f} s"),
+        ),
+        (
+            "(g) at rest within 10 MB of warm RSS after large echoes",
+            f"+{rest:.1f} MB",
+            verdict(rest <= 10, "largest growth of the parent or a worker, warm → after the rest"),
+        ),
+        (
+            "(c) 100 MB echo throughput kept (≥ 1.1 GB/s)" if echo_mb == 100 else f"(c) {echo_mb} MB echo ≥ 1.1 GB/s",
+            f"{gbs:.2f} GB/s",
+            verdict(gbs >= 1.1, f"{gbs / 1.1:.2f} of the target"),
+        ),
+        (
+            "(f) idle workers + supervisor use no CPU",
+            f"{idle:.0f} ms ({idle_ns:.2f} ms schedstat)",
+            verdict(idle <= 1000 / TICK, "at most one clock tick in the idle window"),
+        ),
     ]
     lines = ["| target | multicore | verdict |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
@@ -437,7 +514,7 @@ def main(argv=None):
     s = QUICK if args.quick else Settings()
     machine = machine_line()
     results, notes = {}, {}
-    pools = {lib: start(lib) for lib in LIBS + ("mpire",)}  # multicore first: the peers' forks drop its handle
+    pools = {lib: start(lib) for lib in (*LIBS, "mpire")}  # multicore first: the peers' forks drop its handle
     try:
         for lib in LIBS:
             call(lib, pools[lib], tiny, 0)
@@ -447,7 +524,7 @@ def main(argv=None):
         _, notes["c"] = section("(c) echo", s, bench_echo, pools, s, results)
         chunk_s, notes["d"] = section("(d) CPU-bound", s, bench_cpu, pools, s, results)
     finally:
-        for lib in LIBS + ("mpire",):
+        for lib in (*LIBS, "mpire"):
             stop(lib, pools[lib])
     _, notes["e"] = section("(e) start", s, bench_start, s, results)
     _, notes["f"] = section("(f) idle", s, bench_idle, s, results)
@@ -468,46 +545,62 @@ def main(argv=None):
         table(results, [("median", "rt_median", 1, False), ("p99", "rt_p99", 1, False)]),
         f"\n{notes['a']}.",
         f"\n### (b) {n:,} tiny calls, calls/s ({s.many_rounds} rounds)",
-        table(results, [
-            ("one call each: Task.run / apply_async / submit", "many_each", 0, True),
-            (f"ranges() split: {WORKERS} calls of {n // WORKERS:,} items", "many_ranges", 0, True),
-        ]),
+        table(
+            results,
+            [
+                ("one call each: Task.run / apply_async / submit", "many_each", 0, True),
+                (f"ranges() split: {WORKERS} calls of {n // WORKERS:,} items", "many_ranges", 0, True),
+            ],
+        ),
         f"\nEach library's map with its own automatic chunking (Task.map: {auto_chunksize(n, WORKERS):,} items a "
         f"call; Pool.map: {chunksize:,}; executor.map has none, so it gets Pool.map's chunksize={chunksize}; "
         "mpire's WorkerPool.map picks its own):\n",
-        table(results, [(f"map(tiny, {n:,} items), calls/s", "many_map", 0, True)], LIBS + ("mpire",)),
+        table(results, [(f"map(tiny, {n:,} items), calls/s", "many_map", 0, True)], (*LIBS, "mpire")),
         f"\n{notes['b']}.",
         f"\n### (c) Bytes echoed (the function returns its argument), GB/s counting both ways ({s.echo_rounds} rounds)",
         table(results, echo_rows),
         f"\n{notes['c']}.",
         f"\n### (d) {s.cpu_chunks} CPU-bound chunks of {chunk_s:.2f} s each ({s.cpu_rounds} rounds)",
-        table(results, [("wall time, s (one call per chunk)", "cpu_s", 2, False), ("speedup over sequential", "cpu_speedup", 2, True)]),
+        table(
+            results,
+            [
+                ("wall time, s (one call per chunk)", "cpu_s", 2, False),
+                ("speedup over sequential", "cpu_speedup", 2, True),
+            ],
+        ),
         "\nThe same chunks through each library's map (Task.map, Pool.map, executor.map, mpire's map; chunksize 1):\n",
-        table(results, [("map wall time, s", "cpu_map_s", 2, False)], LIBS + ("mpire",)),
+        table(results, [("map wall time, s", "cpu_map_s", 2, False)], (*LIBS, "mpire")),
         f"\nThe machine's ceiling, {WORKERS} bare `os.fork()` children running the same chunks (no pool, no "
         f"results sent back): speedup {cell(results['cpu_speedup']['bare fork'], 2)}. {notes['d']}.",
         f"\n### (e) Pool start to first result, ms ({s.start_rounds} starts each)",
         table(results, [("create pool + first round trip", "start_ms", 1, False)]),
         f"\n{notes['e']}.",
         f"\n### (f) CPU used by an idle pool in {s.idle_s:.0f} s, ms",
-        table(results, [
-            ("pool processes, /proc/<pid>/stat utime+stime", "idle_ticks_ms", 0, None),
-            ("pool processes, schedstat (ns resolution)", "idle_ns_ms", 2, None),
-            ("parent process (its helper threads)", "idle_parent_ms", 2, None),
-            ("processes measured", "idle_procs", 0, None),
-        ]),
+        table(
+            results,
+            [
+                ("pool processes, /proc/<pid>/stat utime+stime", "idle_ticks_ms", 0, None),
+                ("pool processes, schedstat (ns resolution)", "idle_ns_ms", 2, None),
+                ("parent process (its helper threads)", "idle_parent_ms", 2, None),
+                ("processes measured", "idle_procs", 0, None),
+            ],
+        ),
         f"\n{notes['f']}.",
         f"\n### (g) Resident memory (VmRSS), MB: warm, right after echoing {s.rss_payload_mb} MB on each worker, "
         f"and after {s.rss_rest_s:g} s at rest",
         "\nEach library in a fresh interpreter, so the parent's figure is its pool's alone. Worker: the largest.\n",
-        table(results, [
-            ("parent, warm", "rss_parent_warm", 1, False),
-            ("parent, right after", "rss_parent_after", 1, False),
-            (f"parent, after {s.rss_rest_s:g} s at rest", "rss_parent_rest", 1, False),
-            ("worker, warm", "rss_worker_warm", 1, False),
-            ("worker, right after", "rss_worker_after", 1, False),
-            (f"worker, after {s.rss_rest_s:g} s at rest", "rss_worker_rest", 1, False),
-        ], RSS_LIBS),
+        table(
+            results,
+            [
+                ("parent, warm", "rss_parent_warm", 1, False),
+                ("parent, right after", "rss_parent_after", 1, False),
+                (f"parent, after {s.rss_rest_s:g} s at rest", "rss_parent_rest", 1, False),
+                ("worker, warm", "rss_worker_warm", 1, False),
+                ("worker, right after", "rss_worker_after", 1, False),
+                (f"worker, after {s.rss_rest_s:g} s at rest", "rss_worker_rest", 1, False),
+            ],
+            RSS_LIBS,
+        ),
         f"\n{notes['g']}.",
         "\n### Targets",
         targets(results, n),

@@ -7,7 +7,7 @@ Each scenario runs in its own interpreter, so the parent's RSS is only the pool'
 
 from tests.conftest import run_python
 
-SCENARIO = r'''
+SCENARIO = r"""
 import os, time
 import multicore
 from multicore import Task
@@ -40,7 +40,7 @@ while True:
     time.sleep(0.1)
 print("warm", warm, "after", after, "rest", now)
 multicore.shutdown()
-'''
+"""
 
 
 def _rss(options: str, wait: float):
@@ -52,7 +52,7 @@ def _rss(options: str, wait: float):
 def test_parent_and_workers_return_near_their_warm_rss_after_100_mb_payloads():
     warm, after, rest = _rss("", wait=15)
     assert max(after) > min(warm) + 90, "the payloads should have been resident at some point"
-    for w, r in zip(warm, rest):
+    for w, r in zip(warm, rest, strict=False):
         assert r <= w + 16, f"RSS at rest {rest} MB, warm {warm} MB (right after the payloads: {after})"
 
 
@@ -60,4 +60,4 @@ def test_segment_keep_bytes_keeps_segments_for_reuse():
     warm, _, rest = _rss("segment_keep_bytes=1 << 30", wait=2.5)
     # Kept for good: the parent's request segments and the result segment of a worker stay.
     assert rest[0] > warm[0] + 90, (warm, rest)
-    assert any(r > w + 90 for w, r in zip(warm[1:], rest[1:])), (warm, rest)
+    assert any(r > w + 90 for w, r in zip(warm[1:], rest[1:], strict=False)), (warm, rest)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any, Literal, cast
 
 from multicore import _core
@@ -40,7 +40,7 @@ def machine_busy(max_load_average: float) -> bool:
     return load is not None and load > max_load_average * lifecycle.usable_cpus()
 
 
-def _map_chunk(fn: Any, items: list) -> list:
+def _map_chunk(fn: Any, items: list[Any]) -> list[Any]:
     """In a worker: one chunk of a ``map()``."""
     return list(map(fn, items))
 
@@ -69,7 +69,8 @@ class _Call:
         self.slot = slot
         self.ticket = ticket
         self.fn = fn  # for error messages only; its name is looked up when one is needed
-        self.outcome: _core._Outcome | tuple[Literal["cancelled"]] | None = None
+        # "taken": map() decoded it already and dropped the payload.
+        self.outcome: _core._Outcome | tuple[Literal["cancelled"]] | tuple[Literal["taken"]] | None = None
 
     @property
     def name(self) -> str:
@@ -131,7 +132,7 @@ class Task:
         handle = self._pool.core.submit(tag, payload) or self._submit_when_full(tag, payload)
         self._calls.append(_Call(*handle, fn))
 
-    def _submit_chunk(self, fn: Any, chunk: list) -> _Call:
+    def _submit_chunk(self, fn: Any, chunk: list[Any]) -> _Call:
         tag, payload = wire.encode_call(_map_chunk, (fn, chunk), {}, "pickle", False)
         handle = self._pool.core.submit(tag, payload) or self._submit_when_full(tag, payload)
         return _Call(*handle, fn)
@@ -148,7 +149,9 @@ class Task:
             raise MulticoreTypeError(f"Task.{method}() needs a callable first, got {type(fn).__name__}: {fn!r:.80}")
         _check_chunksize(chunksize)
 
-    def map(self, fn: Any, iterable: Iterable[Any], chunksize: int | None = None, timeout: float | None = None) -> list[Any]:
+    def map(
+        self, fn: Any, iterable: Iterable[Any], chunksize: int | None = None, timeout: float | None = None
+    ) -> list[Any]:
         """Returns ``[fn(item) for item in iterable]``, computed by the workers, in order.
 
         Items travel in chunks of ``chunksize`` (default: about eight chunks per worker, see
@@ -163,7 +166,7 @@ class Task:
         submit, calls = self._submit_chunk, self._calls
         try:
             for start in range(0, len(items), size):
-                calls.append(submit(fn, list(items[start:start + size])))
+                calls.append(submit(fn, list(items[start : start + size])))
         except BaseException:
             # An item that cannot be pickled (SerializationError, naming it), or Ctrl-C: the
             # chunks already sent must not hold their slots forever.
@@ -185,7 +188,7 @@ class Task:
             outcome, call.outcome = call.outcome, ("taken",)
             if not failure:
                 try:
-                    results.extend(wire.decode_result(*outcome[1:]))
+                    results.extend(wire.decode_result(*cast("tuple[str, int, _core._Payload]", outcome)[1:]))
                 except BaseException as exc:  # noqa: BLE001 - fn's own exception, raised below
                     failure.append(exc)
 
@@ -198,7 +201,9 @@ class Task:
             raise failure[0]
         return results
 
-    def imap(self, fn: Any, iterable: Iterable[Any], chunksize: int | None = None, timeout: float | None = None) -> Iterator[Any]:
+    def imap(
+        self, fn: Any, iterable: Iterable[Any], chunksize: int | None = None, timeout: float | None = None
+    ) -> Iterator[Any]:
         """Yields ``fn(item)`` for each item, in order, as the results arrive.
 
         Only a few chunks (four per worker) are in flight at once, so a long or endless
@@ -212,7 +217,7 @@ class Task:
         self._complete = True
         workers = self._pool.workers
         if chunksize is None:
-            chunksize = auto_chunksize(len(iterable), workers) if hasattr(iterable, "__len__") else 1
+            chunksize = auto_chunksize(len(iterable), workers) if isinstance(iterable, Sized) else 1
         timeout = timeout if timeout is not None else self._timeout
         return self._imap(fn, iter(iterable), chunksize, 4 * workers, timeout)
 
@@ -238,7 +243,7 @@ class Task:
                 pending.popleft()
                 outcome, call.outcome = call.outcome, None
                 done += 1
-                yield from wire.decode_result(*outcome[1:])
+                yield from wire.decode_result(*cast("tuple[str, int, _core._Payload]", outcome)[1:])
         finally:
             # An exception of fn's own, a lost worker, or the caller leaving the loop: the calls
             # in flight finish and their results are dropped.
