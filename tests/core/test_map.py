@@ -15,7 +15,7 @@ from multicore.exceptions import (
     TimeoutExceededError,
     WorkerLostError,
 )
-from tests.conftest import wait_until
+from tests.support import wait_until
 from tests.core import helpers
 
 

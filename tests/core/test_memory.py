@@ -5,7 +5,7 @@ faults), but those beyond ``segment_keep_bytes`` are closed after about a second
 Each scenario runs in its own interpreter, so the parent's RSS is only the pool's.
 """
 
-from tests.conftest import run_python
+from tests.support import run_python
 
 SCENARIO = r"""
 import os, time
