@@ -15,8 +15,8 @@ from multicore.exceptions import (
     TimeoutExceededError,
     WorkerLostError,
 )
-from tests.support import wait_until
 from tests.core import helpers
+from tests.support import wait_until
 
 
 def test_map_returns_results_in_order_whatever_finishes_first(pool):
