@@ -87,7 +87,7 @@ QUICK = Settings(
     cpu_chunk_s=0.05,
     start_rounds=1,
     idle_s=1.0,
-    rss_payload_mb=10,
+    rss_payload_mb=40,
     rss_rest_s=1.5,
     quiet_wait_s=0.0,
 )
