@@ -74,6 +74,7 @@ class Pool:
         worker_spin_us: int,
         parent_spin_us: int,
         max_payload: int | None,
+        segment_keep_bytes: int,
     ) -> Pool:
         """Creates the shared control region. Every option is required: the defaults live in
         ``multicore.options.Options`` alone. Out-of-range values raise ConfigurationError."""

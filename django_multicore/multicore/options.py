@@ -101,6 +101,8 @@ class Options:
         doc="Largest payload either way, bytes; None = limited by memory only.")
     shutdown_grace: float = _option(2.0, "number", minimum=0,
         doc="Seconds shutdown() lets running calls finish before killing their workers.")
+    segment_keep_bytes: int = _option(8 << 20, "bytes", minimum=0, maximum=_U64_MAX,
+        doc="Bytes of payload segments each process keeps for reuse (smallest first); any other is given back after about a second unused.")
     # The Django integration: read through multicore.settings.get_config().
     drf_list_patch: bool = _option(False, "bool", pool=False,
         doc="Patch Django REST framework's list views to serialize large pages in parallel.")
@@ -237,6 +239,12 @@ def set_provider(source: _Source | None, convert: _Convert | None = None) -> Non
 def current(**overrides: Any) -> Options:
     """The configured options, with ``overrides`` (initialize() keywords; None = not given) applied last."""
     global _cache
+    if not overrides:  # every Task() comes here: the cached options, without building sets
+        provider = _provider
+        configured = provider[0]() if provider is not None else None
+        cache = _cache
+        if cache is not None and cache[0] is configured:
+            return cache[1]
     unknown = set(overrides) - POOL_FIELDS
     if unknown:
         raise MulticoreTypeError(

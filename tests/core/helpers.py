@@ -63,3 +63,25 @@ def as_string(item):
 
 def as_json(n):
     return {"n": n, "items": list(range(n))}
+
+
+def square(x):
+    return x * x
+
+
+def fail_at_three(x):
+    if x == 3:
+        raise ValueError("three", x)
+    return x
+
+
+def sleep_for(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def kill_self_at_three(x):
+    if x == 3:
+        kill_self()
+    time.sleep(0.05)
+    return x

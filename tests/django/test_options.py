@@ -24,6 +24,7 @@ ENGINE = {
     "worker_spin_us": 0,
     "parent_spin_us": 0,
     "max_payload": None,
+    "segment_keep_bytes": 0,
 }
 
 

@@ -100,6 +100,7 @@ def _start(options: _options.Options) -> PoolHandle:
         worker_spin_us=options.worker_spin_us,
         parent_spin_us=options.parent_spin_us,
         max_payload=options.max_payload,
+        segment_keep_bytes=options.segment_keep_bytes,
     )
     _forking_supervisor = True
     try:

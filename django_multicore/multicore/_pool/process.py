@@ -114,6 +114,9 @@ def _serve(worker: _core.Worker, options: Options) -> None:
         except SharedMemoryError as exc:
             error = SerializationError(f"the result of {wire.describe(fn)} could not be sent back: {exc}")
             worker.reply(slot, ticket, *wire.encode_error(error, ""))
+        # Nothing of this call may stay alive while we wait for the next one: a 100 MB result
+        # would otherwise stay resident in an idle worker.
+        del body, fn
         if _should_retire(worker, options, pid):
             worker.retire(10.0)
             return

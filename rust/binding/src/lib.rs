@@ -161,7 +161,8 @@ struct Pool {
 impl Pool {
     /// Every option is a required keyword: the defaults live in Python's `Options` alone.
     #[new]
-    #[pyo3(signature = (*, workers, slots, inline_size, worker_spin_us, parent_spin_us, max_payload))]
+    #[pyo3(signature = (*, workers, slots, inline_size, worker_spin_us, parent_spin_us, max_payload, segment_keep_bytes))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         workers: u32,
         slots: u32,
@@ -169,8 +170,17 @@ impl Pool {
         worker_spin_us: u32,
         parent_spin_us: u32,
         max_payload: Option<u64>,
+        segment_keep_bytes: u64,
     ) -> PyResult<Self> {
-        let cfg = engine::Config { workers, slots, inline_size, worker_spin_us, parent_spin_us, max_payload };
+        let cfg = engine::Config {
+            workers,
+            slots,
+            inline_size,
+            worker_spin_us,
+            parent_spin_us,
+            max_payload,
+            segment_keep_bytes,
+        };
         Ok(Pool { inner: engine::Pool::create(&cfg).map_err(to_py_err)? })
     }
 
@@ -203,7 +213,7 @@ impl Pool {
         Ok(match out {
             Outcome::Done(payload) => {
                 let (tag, payload) = payload?;
-                Some(("done", tag, payload).into_pyobject(py)?.into_any().unbind())
+                Some((pyo3::intern!(py, "done"), tag, payload).into_pyobject(py)?.into_any().unbind())
             }
             Outcome::Lost { pid, status } => {
                 Some(("lost", pid, status.to_raw()).into_pyobject(py)?.into_any().unbind())
@@ -237,10 +247,12 @@ impl Pool {
             let until = deadline.map_or(now + SLICE, |d| d.min(now + SLICE));
             py.detach(|| self.inner.wait(slot, ticket, until, lost_seen));
             py.check_signals()?;
+            // Usually the result is there now: only a call still pending pays for the liveness
+            // check (a syscall).
+            if let Some(out) = self.take(py, slot, ticket)? {
+                return Ok(Some(out));
+            }
             if !self.inner.supervisor_alive() {
-                if let Some(out) = self.take(py, slot, ticket)? {
-                    return Ok(Some(out));
-                }
                 return Err(PoolUnavailableError::new_err("the pool's supervisor process exited; the pool is gone"));
             }
         }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
 
 pub const MAGIC: [u8; 8] = *b"MCOREPOL";
 /// Bump whenever any struct below changes shape.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 pub const LINE: usize = 128;
 pub const SLOT_META: usize = 128;
 
@@ -35,6 +35,10 @@ pub const MIN_INLINE_SIZE: u32 = 64;
 pub const MAX_INLINE_SIZE: u32 = 1 << 20;
 /// The spin times are stored as u32 microseconds.
 pub const MAX_SPIN_US: u32 = u32::MAX;
+/// Default of [`Config::segment_keep_bytes`] in the engine's unit tests (Python's `Options`
+/// holds the real default).
+#[cfg(test)]
+pub const TEST_SEGMENT_KEEP_BYTES: u64 = 8 << 20;
 
 /// Pool geometry and behaviour, fixed when the pool is created. It has no defaults: those live
 /// in one table on the Python side (the `Options` dataclass), which always passes every field.
@@ -50,6 +54,9 @@ pub struct Config {
     pub parent_spin_us: u32,
     /// Largest payload either way, in bytes (None = limited only by memory).
     pub max_payload: Option<u64>,
+    /// Payload segments each process keeps for reuse, in bytes (smallest first); larger or
+    /// further ones are given back after [`crate::segment::IDLE`] without use.
+    pub segment_keep_bytes: u64,
 }
 
 /// A small valid pool for the engine's own unit tests (no caller outside tests may rely on
@@ -64,6 +71,7 @@ impl Default for Config {
             worker_spin_us: 200,
             parent_spin_us: 50,
             max_payload: None,
+            segment_keep_bytes: TEST_SEGMENT_KEEP_BYTES,
         }
     }
 }
@@ -318,6 +326,7 @@ pub struct Header {
     pub supervisor_pid: AtomicU32,
     /// Exit status of the last start-up failure when the pool is Broken.
     pub broken_status: AtomicI32,
+    pub segment_keep_bytes: u64,
 }
 
 /// The cache line idle workers spin on; written by the parent on every submit.

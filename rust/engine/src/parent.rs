@@ -6,14 +6,13 @@
 use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicI32, AtomicU32};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::descriptor;
 use crate::layout::{Config, ExitStatus, PoolState, SlotState, WorkerState};
 use crate::notify::{self, decrement, notify_free, wake_all_waiters};
 use crate::region::Region;
-use crate::segment::Segments;
+use crate::segment::SharedSegments;
 use crate::supervisor::Supervisor;
 use crate::sys;
 use crate::{Error, Result};
@@ -70,7 +69,7 @@ pub struct PoolInfo {
 #[derive(Debug)]
 pub struct Pool {
     region: Region,
-    segments: Mutex<Segments>,
+    segments: SharedSegments,
     /// Write end held only by the parent: its closing (shutdown or death) stops the supervisor.
     /// Raw fds in atomics rather than a Mutex<Option<OwnedFd>>: a child forked while another
     /// thread held such a lock could never drop its copies.
@@ -122,8 +121,8 @@ impl Pool {
         let region = Region::create(cfg)?;
         let (death_read, death_write) = sys::pipe("pipe2 for the supervisor's death pipe")?;
         Ok(Pool {
+            segments: SharedSegments::new(region.clone(), cfg.segment_keep_bytes, request_in_use),
             region,
-            segments: Mutex::new(Segments::default()),
             death_write: FdCell::new(death_write),
             death_read: FdCell::new(death_read),
             supervisor_pidfd: FdCell::empty(),
@@ -231,9 +230,8 @@ impl Pool {
         meta.waiter.store(0, Relaxed);
         let written = {
             let region = &self.region;
-            let mut segs = self.segments.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let to = descriptor::Destination { slot, ticket, response: false };
-            descriptor::write(region, to, tag, parts, &mut segs, |s, t| request_in_use(region, s, t))
+            self.segments.with(|segs, in_use| descriptor::write(region, to, tag, parts, segs, in_use))
         };
         if let Err(e) = written {
             self.free(slot);

@@ -169,7 +169,7 @@ fn a_sleeping_worker_is_woken_by_a_submit() {
 #[test]
 fn many_threads_and_workers_get_exactly_their_own_results() {
     let cfg =
-        Config { workers: 2, slots: 8, inline_size: 64, worker_spin_us: 50, parent_spin_us: 20, max_payload: None };
+        Config { workers: 2, slots: 8, inline_size: 64, worker_spin_us: 50, parent_spin_us: 20, ..Config::default() };
     let p = Arc::new(pool(cfg));
     let workers: Vec<_> = (0..2)
         .map(|i| {

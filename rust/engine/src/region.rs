@@ -61,6 +61,7 @@ impl Region {
         header.max_payload = cfg.max_payload.unwrap_or(u64::MAX);
         header.worker_spin_us = cfg.worker_spin_us;
         header.parent_spin_us = cfg.parent_spin_us;
+        header.segment_keep_bytes = cfg.segment_keep_bytes;
         Region::from_map(Arc::new(map))
     }
 
@@ -85,6 +86,7 @@ impl Region {
             worker_spin_us: header.worker_spin_us,
             parent_spin_us: header.parent_spin_us,
             max_payload: None, // geometry only: nothing below reads it
+            segment_keep_bytes: header.segment_keep_bytes,
         };
         if cfg.workers == 0
             || cfg.workers > MAX_WORKERS

@@ -7,13 +7,22 @@
 //!
 //! The receiver opens `/proc/<sender pid>/fd/<fd>`, which reaches the same memfd without any
 //! descriptor passing; that needs the two processes to share a uid, which parent and workers do.
+//!
+//! Reuse pays on a hot path, but a process must not hold a 100 MB segment for the rest of its
+//! life after one large payload. So only the smallest segments, up to `keep_bytes` in all, are
+//! kept for good; every other one is closed (its pages go back to the kernel) once it has been
+//! idle for [`IDLE`]. [`Segments::trim`] does that and says when to call it again; the parent
+//! calls it from a short-lived thread ([`SharedSegments`]), a worker from its futex wait.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
 
+use crate::region::Region;
 use crate::sys;
 use crate::{Error, Result};
 
@@ -22,6 +31,10 @@ use crate::{Error, Result};
 const GRANULE: u64 = 1 << 20;
 /// Idle segments a process keeps for reuse; more are unmapped.
 const MAX_KEPT: usize = 4;
+/// How long a segment beyond the kept budget stays mapped after its last use: long enough for
+/// back-to-back large payloads to reuse it (a fresh one costs ~1 ms per MB in page faults),
+/// short enough that a process at rest gives the memory back within about a second.
+pub const IDLE: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct Segment {
@@ -30,6 +43,7 @@ pub struct Segment {
     cap: u64,
     /// The (slot, ticket) whose descriptor points here, until the peer is done with it.
     pub busy: Option<(u32, u64)>,
+    last_used: Instant,
 }
 
 impl Segment {
@@ -46,7 +60,7 @@ impl Segment {
         // SAFETY: we own the memfd and never shrink it while mapped.
         let map = unsafe { MmapOptions::new().len(cap as usize).map_mut(&file) }
             .map_err(|source| Error::Os { what: "mapping a payload segment", source })?;
-        Ok(Segment { file, map, cap, busy: None })
+        Ok(Segment { file, map, cap, busy: None, last_used: Instant::now() })
     }
 
     pub fn fd(&self) -> i32 {
@@ -63,15 +77,25 @@ impl Segment {
 }
 
 /// A process's own outgoing segments.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Segments {
     list: Vec<Segment>,
+    /// Idle segments up to this many bytes in all (smallest first) are kept for good.
+    keep_bytes: u64,
+}
+
+impl Default for Segments {
+    fn default() -> Self {
+        Segments::new(u64::MAX)
+    }
 }
 
 impl Segments {
-    /// Returns an idle segment of at least `len` bytes, creating one if needed. `in_use(slot,
-    /// ticket)` tells whether the peer may still read a segment marked busy for that call.
-    pub fn acquire(&mut self, len: u64, in_use: impl Fn(u32, u64) -> bool) -> Result<&mut Segment> {
+    pub fn new(keep_bytes: u64) -> Segments {
+        Segments { list: Vec::new(), keep_bytes }
+    }
+
+    fn refresh(&mut self, in_use: impl Fn(u32, u64) -> bool) {
         for seg in &mut self.list {
             if let Some((slot, ticket)) = seg.busy {
                 if !in_use(slot, ticket) {
@@ -79,7 +103,22 @@ impl Segments {
                 }
             }
         }
-        let fitting = self.list.iter().position(|s| s.busy.is_none() && s.cap >= len);
+    }
+
+    /// Returns an idle segment of at least `len` bytes, creating one if needed. `in_use(slot,
+    /// ticket)` tells whether the peer may still read a segment marked busy for that call.
+    pub fn acquire(&mut self, len: u64, in_use: impl Fn(u32, u64) -> bool) -> Result<&mut Segment> {
+        self.refresh(&in_use);
+        let now = Instant::now();
+        self.trim(now, &in_use);
+        // The smallest that fits: a stream of medium payloads must not keep a huge segment alive.
+        let fitting = self
+            .list
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.busy.is_none() && s.cap >= len)
+            .min_by_key(|(_, s)| s.cap)
+            .map(|(i, _)| i);
         let index = match fitting {
             Some(i) => i,
             None => {
@@ -100,7 +139,46 @@ impl Segments {
                 self.list.len() - 1
             }
         };
-        Ok(&mut self.list[index])
+        let seg = &mut self.list[index];
+        seg.last_used = now;
+        Ok(seg)
+    }
+
+    /// Closes every idle segment beyond the kept budget that has not been used for [`IDLE`].
+    /// Returns when to call again (a surplus segment is still mapped), or None.
+    pub fn trim(&mut self, now: Instant, in_use: impl Fn(u32, u64) -> bool) -> Option<Instant> {
+        self.refresh(in_use);
+        // Kept for good: the smallest segments while they fit the budget together.
+        self.list.sort_by_key(|s| s.cap);
+        let mut budget = self.keep_bytes;
+        let mut next: Option<Instant> = None;
+        let mut index = 0;
+        self.list.retain(|s| {
+            index += 1;
+            if index <= MAX_KEPT && s.cap <= budget {
+                budget -= s.cap;
+                return true;
+            }
+            let due = s.last_used + IDLE;
+            if s.busy.is_none() && now >= due {
+                return false; // unmapped and closed on drop: the kernel frees its pages
+            }
+            // Busy (the peer has not read it yet) or recently used: look again later.
+            let at = if now >= due { now + IDLE } else { due };
+            next = Some(next.map_or(at, |n| n.min(at)));
+            true
+        });
+        next
+    }
+
+    /// Whether `trim` may have anything to do (cheap: checked after every write).
+    pub fn has_surplus(&self) -> bool {
+        self.list.len() > MAX_KEPT || self.mapped_bytes() > self.keep_bytes
+    }
+
+    /// Bytes of the segments currently mapped.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.list.iter().map(|s| s.cap).sum()
     }
 
     /// Segments still referenced by a call, as (slot, ticket).
@@ -115,6 +193,68 @@ impl Segments {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
+}
+
+/// The parent's outgoing segments, shared by its threads.
+///
+/// The parent has no loop of its own to give memory back from while it is at rest, so while a
+/// segment beyond the kept budget is mapped, a thread sleeps until it is due and trims. The
+/// thread exits as soon as nothing is left to trim (it does not exist in a pool that only ever
+/// moved small payloads), and holds only a weak reference, so a dropped pool ends it.
+#[derive(Debug)]
+pub struct SharedSegments {
+    inner: Arc<SharedInner>,
+}
+
+#[derive(Debug)]
+struct SharedInner {
+    region: Region,
+    in_use: fn(&Region, u32, u64) -> bool,
+    /// The segments, and whether a trimming thread is running (changed only under this lock).
+    state: Mutex<(Segments, bool)>,
+}
+
+impl SharedSegments {
+    pub fn new(region: Region, keep_bytes: u64, in_use: fn(&Region, u32, u64) -> bool) -> SharedSegments {
+        let state = Mutex::new((Segments::new(keep_bytes), false));
+        SharedSegments { inner: Arc::new(SharedInner { region, in_use, state }) }
+    }
+
+    /// Runs `f` on the segments (`in_use` bound to the region), then makes sure a trimming thread
+    /// runs while anything is left to trim.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Segments, &dyn Fn(u32, u64) -> bool) -> R) -> R {
+        let inner = &*self.inner;
+        let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        let in_use = |slot, ticket| (inner.in_use)(&inner.region, slot, ticket);
+        let out = f(&mut state.0, &in_use);
+        if !state.1 && state.0.has_surplus() {
+            if let Some(at) = state.0.trim(Instant::now(), in_use) {
+                state.1 = spawn_trimmer(Arc::downgrade(&self.inner), at);
+            }
+        }
+        out
+    }
+}
+
+fn spawn_trimmer(weak: Weak<SharedInner>, first: Instant) -> bool {
+    let run = move || {
+        let mut at = first;
+        loop {
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            let Some(inner) = weak.upgrade() else { return };
+            let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            let in_use = |slot, ticket| (inner.in_use)(&inner.region, slot, ticket);
+            match state.0.trim(Instant::now(), in_use) {
+                Some(next) => at = next,
+                None => {
+                    state.1 = false;
+                    return;
+                }
+            }
+        }
+    };
+    // If no thread can be started, the next call that writes a segment trims instead.
+    std::thread::Builder::new().name("multicore-trim".into()).spawn(run).is_ok()
 }
 
 /// Maps `len` bytes of another process's segment read-only.
@@ -169,6 +309,41 @@ mod tests {
         let fd3 = segs.acquire(10, |_, _| false).unwrap().fd();
         assert!(fd3 == fd1 || fd3 == fd2);
         assert_eq!(segs.len(), 2);
+    }
+
+    #[test]
+    fn segments_beyond_the_kept_budget_are_closed_after_idle() {
+        let mut segs = Segments::new(2 << 20);
+        let small = segs.acquire(10, |_, _| false).unwrap().fd();
+        let big = {
+            let s = segs.acquire(5 << 20, |_, _| false).unwrap();
+            s.busy = Some((3, 7));
+            s.fd()
+        };
+        assert_eq!(segs.len(), 2);
+        let now = Instant::now();
+        // Freshly used: kept, and trim says when to look again.
+        let due = segs.trim(now, |s, t| (s, t) == (3, 7)).expect("a surplus segment is due later");
+        assert!(due > now && due <= now + IDLE);
+        assert_eq!(segs.len(), 2);
+        // Due, but the peer has not read it: kept.
+        assert!(segs.trim(now + IDLE, |s, t| (s, t) == (3, 7)).is_some());
+        assert_eq!(segs.len(), 2);
+        // Due and read: closed. The small one stays for good (nothing more to trim).
+        assert_eq!(segs.trim(now + IDLE, |_, _| false), None);
+        assert_eq!(segs.len(), 1);
+        assert_eq!(segs.mapped_bytes(), GRANULE);
+        assert!(std::fs::metadata(format!("/proc/self/fd/{small}")).is_ok(), "the kept segment stays open");
+        assert!(std::fs::metadata(format!("/proc/self/fd/{big}")).map_or(true, |m| m.len() != 6 << 20));
+    }
+
+    #[test]
+    fn the_smallest_fitting_segment_is_reused() {
+        let mut segs = Segments::default();
+        let big = segs.acquire(10 << 20, |_, _| false).unwrap().fd();
+        let small = segs.acquire(20 << 20, |_, _| false).unwrap().fd();
+        assert_ne!(big, small);
+        assert_eq!(segs.acquire(1, |_, _| false).unwrap().fd(), big, "10 MB fits 1 byte, 20 MB is larger");
     }
 
     #[test]

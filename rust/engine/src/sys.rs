@@ -175,6 +175,36 @@ pub fn affinity_cpus() -> Option<u32> {
     u32::try_from(unsafe { libc::CPU_COUNT(&set) }).ok()
 }
 
+/// Moves this thread off `cpu` onto another CPU of its affinity mask, then restores the mask (the
+/// scheduler leaves a running thread where it is). False when it cannot: `cpu` is not in the
+/// mask, the mask has a single CPU, or the kernel refused.
+pub fn leave_cpu(cpu: u32) -> bool {
+    let cpu = cpu as usize;
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return false;
+    }
+    // SAFETY: cpu_set_t is plain data, for which all-zero bytes are a valid (empty) set.
+    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `mask` is a valid cpu_set_t of the size passed; the call fills it for this thread.
+    if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut mask) } != 0 {
+        return false;
+    }
+    // SAFETY: `mask` is an initialized cpu_set_t and `cpu` is below CPU_SETSIZE.
+    if !unsafe { libc::CPU_ISSET(cpu, &mask) } || unsafe { libc::CPU_COUNT(&mask) } < 2 {
+        return false;
+    }
+    let mut others = mask;
+    // SAFETY: as above.
+    unsafe { libc::CPU_CLR(cpu, &mut others) };
+    // SAFETY: a valid, non-empty cpu_set_t of the size passed; it only narrows our own mask.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &others) } != 0 {
+        return false;
+    }
+    // SAFETY: as above; this restores the mask we read.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &mask) };
+    true
+}
+
 /// The size of a memory page.
 pub fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.

@@ -37,7 +37,8 @@ impl WorkerChannel {
         entry.retiring.store(0, Relaxed);
         entry.state.store(WorkerState::Starting as u32, Release);
         let spin = Duration::from_micros(u64::from(region.header().worker_spin_us));
-        WorkerChannel { region, index, segments: Segments::default(), spin }
+        let segments = Segments::new(region.header().segment_keep_bytes);
+        WorkerChannel { region, index, segments, spin }
     }
 
     pub fn tasks_done(&self) -> u64 {
@@ -120,19 +121,28 @@ impl WorkerChannel {
             // increment and re-check form a real Dekker pair with submit's `work_seq` bump, so
             // we see the call or the futex compare fails. Nothing is published through the token
             // itself, hence AcqRel/Release and not SeqCst.
-            if !self.spin.is_zero()
-                && bell.parent_cpu.load(Relaxed) != sys::current_cpu()
-                && bell.spinner.compare_exchange(0, self.index + 1, AcqRel, Relaxed).is_ok()
-            {
-                let until = Instant::now() + self.spin;
-                while !self.queued() && self.running() && Instant::now() < until {
-                    std::hint::spin_loop();
+            if !self.spin.is_zero() && bell.spinner.compare_exchange(0, self.index + 1, AcqRel, Relaxed).is_ok() {
+                // Spin only off the parent's CPU. On it, move off first: otherwise parent and
+                // worker, once the scheduler put them together (its wake-ups are affine), stay
+                // together, each call then costs two same-CPU handoffs (about 6 µs more) while
+                // the other CPU idles, and nothing would ever pull them apart.
+                let parent = bell.parent_cpu.load(Relaxed);
+                if parent != sys::current_cpu() || sys::leave_cpu(parent) {
+                    let until = Instant::now() + self.spin;
+                    while !self.queued() && self.running() && Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
                 }
                 bell.spinner.store(0, Release);
                 if self.work_waiting() {
                     continue;
                 }
             }
+            // A large result segment is given back after a second of rest: sleep no longer than
+            // that while one is mapped (no timeout otherwise, so an idle worker never wakes).
+            let region = &self.region;
+            let trim_at = self.segments.trim(Instant::now(), |s, t| result_unread(region, s, t));
+            let timeout = trim_at.map(|at| at.saturating_duration_since(Instant::now()));
             let seq = bell.work_seq.load(SeqCst);
             let entry = self.region.worker(self.index);
             bell.sleepers.fetch_add(1, SeqCst);
@@ -144,7 +154,7 @@ impl WorkerChannel {
             // work_seq bump precedes its `sleepers` load. Either we see the work here, or the
             // futex compare sees a new work_seq, or the parent sees us and wakes us.
             if !self.work_waiting() && self.running() {
-                sys::futex_wait(&bell.work_seq, seq, None);
+                sys::futex_wait(&bell.work_seq, seq, timeout);
                 // We run: count one wake-up in flight fewer (if ours was spurious, the count errs
                 // low, which only costs a spare wake-up later).
                 decrement(&bell.waking);

@@ -19,6 +19,7 @@ fn pool() -> Pool {
         worker_spin_us: 200,
         parent_spin_us: 50,
         max_payload: None,
+        segment_keep_bytes: 8 << 20,
     })
     .unwrap();
     // Our own pid stands in for the supervisor, so the pool counts as running.

@@ -9,7 +9,15 @@ use multicore_engine::{Config, Error, ExitStatus, Outcome, Pool, WorkerChannel};
 
 /// Two workers and the spin times the Python side ships with; the engine itself has no defaults.
 fn config(slots: u32, inline_size: u32) -> Config {
-    Config { workers: 2, slots, inline_size, worker_spin_us: 200, parent_spin_us: 50, max_payload: None }
+    Config {
+        workers: 2,
+        slots,
+        inline_size,
+        worker_spin_us: 200,
+        parent_spin_us: 50,
+        max_payload: None,
+        segment_keep_bytes: 8 << 20,
+    }
 }
 
 fn pool(cfg: Config) -> Pool {

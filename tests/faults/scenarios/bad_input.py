@@ -196,6 +196,7 @@ ENGINE_OPTIONS = {
     "worker_spin_us": 0,
     "parent_spin_us": 0,
     "max_payload": None,
+    "segment_keep_bytes": 0,
 }
 
 
