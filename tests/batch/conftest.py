@@ -12,7 +12,7 @@ from django.db import connection
 
 import multicore
 from tests.batch.models import Row
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 @pytest.fixture

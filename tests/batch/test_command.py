@@ -14,7 +14,7 @@ from multicore.batch.models import BatchChunk, BatchRun
 from tests.batch import tasks
 from tests.batch.conftest import counters, runbatch
 from tests.batch.models import Row
-from tests.conftest import pid_alive, wait_until
+from tests.support import pid_alive, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,7 +21,7 @@ from multicore.batch import run_batch
 from tests.batch import tasks
 from tests.batch.conftest import counters
 from tests.batch.models import Row
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
