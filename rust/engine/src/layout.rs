@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
 
 pub const MAGIC: [u8; 8] = *b"MCOREPOL";
 /// Bump whenever any struct below changes shape.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 pub const LINE: usize = 128;
 pub const SLOT_META: usize = 128;
 
@@ -406,7 +406,9 @@ pub struct SlotMeta {
     pub lost_status: AtomicI32,
     pub ticket: AtomicU64,
     pub lost_pid: AtomicU32,
-    pub _pad: u32,
+    /// 1 while an event loop in the parent waits for this call through the pool's eventfd, so
+    /// a worker publishing DONE writes the eventfd only when someone reads it.
+    pub async_waiter: AtomicU32,
     pub request: RawDescriptor,
     pub response: RawDescriptor,
 }

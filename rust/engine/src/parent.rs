@@ -229,6 +229,7 @@ impl Pool {
         meta.ticket.store(ticket, Relaxed);
         meta.req_taken.store(0, Relaxed);
         meta.waiter.store(0, Relaxed);
+        meta.async_waiter.store(0, Relaxed);
         let written = {
             let region = &self.region;
             let mut segs = self.segments.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -387,6 +388,60 @@ impl Pool {
                 return;
             }
         }
+    }
+
+    /// Flags the call as awaited by an event loop: from now on the worker that finishes it (or the
+    /// supervisor, if that worker dies) rings the async doorbell (`Region::async_bell`). Returns
+    /// true when the call already finished (or the handle is stale), so the caller must look now
+    /// instead of waiting for a ring that may never come.
+    pub fn arm_async(&self, slot: u32, ticket: u64) -> bool {
+        let meta = self.region.slot(slot);
+        meta.async_waiter.store(1, SeqCst);
+        // ORDERING: the SeqCst flag store precedes this SeqCst state load; the worker's SeqCst
+        // CAS to DONE precedes its SeqCst `async_waiter` load (WorkerChannel::reply). Either we
+        // see DONE here, or the worker sees the flag and rings. LOST needs no pairing: the
+        // supervisor rings after every death, unconditionally, after marking the slots.
+        let raw = meta.state.load(SeqCst);
+        meta.ticket.load(Acquire) != ticket
+            || !matches!(
+                SlotState::from_raw(raw),
+                Some(SlotState::Reserved | SlotState::Queued | SlotState::Claimed(_))
+            )
+    }
+
+    /// The async doorbell's descriptor, for an event loop to watch (readable after a ring).
+    pub fn async_bell(&self) -> i32 {
+        self.region.async_bell()
+    }
+
+    /// Resets the async doorbell; returns how many rings it counted since the last drain.
+    pub fn drain_async_bell(&self) -> u64 {
+        self.region.drain_async_bell()
+    }
+
+    /// The supervisor's pidfd (-1 when there is none): readable once the supervisor exited.
+    pub fn supervisor_pidfd(&self) -> i32 {
+        self.supervisor_pidfd.raw()
+    }
+
+    /// Withdraws a call that no worker has claimed yet (QUEUED -> FREE); false when it is no
+    /// longer queued. Cancelling a batch withdraws every queued call first, so killing a
+    /// running call's worker cannot let its replacement pick up a later call of the same batch.
+    pub fn withdraw(&self, slot: u32, ticket: u64) -> bool {
+        let meta = self.region.slot(slot);
+        let queued = SlotState::Queued.to_raw();
+        // ORDERING: only a call's owner frees its slot (or lets a worker free it, by abandoning
+        // it), so between this ticket check and the CAS the slot cannot come to hold another
+        // call; AcqRel as in `cancel`, whose QUEUED arm this is.
+        if meta.ticket.load(Acquire) != ticket {
+            return false;
+        }
+        if meta.state.compare_exchange(queued, SlotState::Free.to_raw(), AcqRel, Relaxed).is_err() {
+            return false;
+        }
+        self.region.doorbell().queued.fetch_sub(1, SeqCst);
+        notify_free(&self.region);
+        true
     }
 
     /// Blocks until some slot may have been freed or `until` passes.

@@ -1,5 +1,6 @@
 //! The shared control region: one anonymous memfd mapping, created by the parent before it forks.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -19,6 +20,10 @@ use crate::{Error, Result};
 pub struct Region {
     /// Owns the mapping that `base` points into; never read, only kept alive with the view.
     _map: Arc<MmapMut>,
+    /// The async doorbell: an eventfd created with the region, so the supervisor and every
+    /// worker inherit it through fork. Written only for calls an event loop waits on
+    /// (`SlotMeta::async_waiter`) and after a death; see `Pool::arm_async`.
+    bell: Arc<OwnedFd>,
     base: *mut u8,
     workers: u32,
     slots: u32,
@@ -61,11 +66,11 @@ impl Region {
         header.max_payload = cfg.max_payload.unwrap_or(u64::MAX);
         header.worker_spin_us = cfg.worker_spin_us;
         header.parent_spin_us = cfg.parent_spin_us;
-        Region::from_map(Arc::new(map))
+        Region::from_map(Arc::new(map), Arc::new(sys::eventfd()?))
     }
 
     /// Checks the header before trusting any offset derived from it.
-    fn from_map(map: Arc<MmapMut>) -> Result<Region> {
+    fn from_map(map: Arc<MmapMut>, bell: Arc<OwnedFd>) -> Result<Region> {
         let base = map.as_ptr() as *mut u8;
         if map.len() < size_of::<Header>() {
             return Err(Error::Protocol("control region smaller than its header".into()));
@@ -103,7 +108,23 @@ impl Region {
             inline_size: cfg.inline_size as usize,
             slots_offset: cfg.slots_offset(),
             _map: map,
+            bell,
         })
+    }
+
+    /// The async doorbell's descriptor (see the `bell` field).
+    pub fn async_bell(&self) -> i32 {
+        self.bell.as_raw_fd()
+    }
+
+    /// Tells event loops in the parent that a call they wait on may have finished.
+    pub fn ring_async_bell(&self) {
+        sys::eventfd_ring(&*self.bell);
+    }
+
+    /// Reads and resets the async doorbell's counter (0 when nothing rang since the last drain).
+    pub fn drain_async_bell(&self) -> u64 {
+        sys::eventfd_drain(&*self.bell)
     }
 
     pub fn workers(&self) -> u32 {
@@ -210,7 +231,7 @@ mod tests {
         let r = Region::create(&cfg).unwrap();
         // SAFETY: test-only corruption of our own fresh mapping.
         unsafe { (*(r.base as *mut Header)).version = 99 };
-        let err = Region::from_map(r._map.clone()).expect_err("must refuse");
+        let err = Region::from_map(r._map.clone(), r.bell.clone()).expect_err("must refuse");
         assert!(err.to_string().contains("layout version 99"), "{err}");
     }
 
