@@ -63,3 +63,10 @@ def as_string(item):
 
 def as_json(n):
     return {"n": n, "items": list(range(n))}
+
+
+def touch(path):
+    """A side effect a test can look for: proof that a call started."""
+    with open(path, "w") as f:
+        f.write("ran")
+    return path
