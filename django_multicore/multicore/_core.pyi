@@ -100,9 +100,8 @@ class Pool:
         (or its worker dies). True when it already finished: take it now, no ring will come."""
     @property
     def async_bell(self) -> int:
-        """The async doorbell: an eventfd (EFD_NONBLOCK) inherited by every pool process."""
-    def drain_async_bell(self) -> int:
-        """Resets the async doorbell; how many rings it counted (0 when none)."""
+        """The async doorbell: an eventfd (EFD_NONBLOCK) inherited by every pool process; -1 once
+        the pool was shut down. Watch and drain a duplicate (os.dup): shutdown closes this one."""
     @property
     def supervisor_pidfd(self) -> int:
         """The supervisor's pidfd, readable once it exited; -1 when there is none."""

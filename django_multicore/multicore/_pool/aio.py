@@ -65,10 +65,10 @@ class LoopWaiter:
         self.pending: dict[tuple[int, int], tuple[Any, Gather]] = {}
         self.readers = False
         self.fds: tuple[int, ...] = ()
-        pidfd = self.core.supervisor_pidfd
-        if pidfd < 0:
+        pidfd, bell = self.core.supervisor_pidfd, self.core.async_bell
+        if pidfd < 0 or bell < 0:
             raise PoolUnavailableError("the pool has no supervisor process")
-        bell, pidfd = os.dup(self.core.async_bell), os.dup(pidfd)
+        bell, pidfd = os.dup(bell), os.dup(pidfd)
         self.fds = (bell, pidfd)
         # Closes the duplicates when the loop is collected; close() runs it earlier.
         self._finalizer = weakref.finalize(loop, _close_fds, self.fds)
@@ -112,7 +112,10 @@ class LoopWaiter:
 
     def drain(self) -> None:
         """The doorbell rang: reset it, look at our calls, and tell the other waiting loops."""
-        self.core.drain_async_bell()
+        try:
+            os.read(self.fds[0], 8)  # resets the counter; our own duplicate, never closed under us
+        except BlockingIOError:
+            pass  # another loop read it first
         self.scan()
         for other in _others(self):
             try:

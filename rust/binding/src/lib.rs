@@ -262,11 +262,6 @@ impl Pool {
         self.inner.async_bell()
     }
 
-    /// Resets the async doorbell; how many rings it counted.
-    fn drain_async_bell(&self) -> u64 {
-        self.inner.drain_async_bell()
-    }
-
     /// The supervisor's pidfd (readable once it exited), or -1 when there is none.
     #[getter]
     fn supervisor_pidfd(&self) -> i32 {

@@ -164,6 +164,7 @@ impl Pool {
     /// In a child the user forked from the owner: drop our copies of the owner's descriptors
     /// without touching shared state, so the owner's pool is unaffected and still dies with it.
     pub fn forget_in_child(&self) {
+        self.region.close_async_bell();
         drop(self.death_write.take());
         drop(self.death_read.take());
         drop(self.supervisor_pidfd.take());
@@ -508,6 +509,7 @@ impl Pool {
         sys::futex_wake_all(&self.region.doorbell().work_seq);
         wake_all_waiters(&self.region);
         drop(self.death_write.take());
+        self.region.close_async_bell();
         if let Some(fd) = self.supervisor_pidfd.take() {
             let pid = self.supervisor_pid.load(Acquire);
             // The supervisor gives workers `grace` then kills them; allow it a little longer.

@@ -411,6 +411,17 @@ fn a_worker_death_rings_the_async_doorbell() {
 }
 
 #[test]
+fn a_closed_async_doorbell_is_gone_and_rings_nowhere() {
+    let p = pool(small());
+    assert!(p.async_bell() >= 0);
+    p.region().close_async_bell();
+    assert_eq!(p.async_bell(), -1);
+    p.region().ring_async_bell();
+    assert_eq!(p.drain_async_bell(), 0);
+    p.region().close_async_bell(); // closing twice is harmless
+}
+
+#[test]
 fn withdraw_takes_back_only_a_call_no_worker_claimed() {
     let p = pool(small());
     let w = worker(&p, 0);
