@@ -305,6 +305,19 @@ async def test_blocking_get_on_the_loop_thread_warns(pool):
         assert task.get() == [1]
 
 
+@pytest.mark.asyncio
+async def test_a_full_slot_run_on_the_loop_thread_warns(pool):
+    multicore.shutdown()
+    multicore.initialize(workers=2, slots=2)
+    task = Task()
+    task.run(helpers.sleep_then, 0.2, 0)
+    task.run(helpers.sleep_then, 0.2, 1)
+    with pytest.warns(MulticoreWarning, match=r"await task\.arun") as caught:
+        task.run(helpers.identity, 2)
+    assert caught[0].filename == __file__, "the warning points at the caller's line"
+    assert await task.aget() == [0, 1, 2]
+
+
 def test_blocking_get_off_the_loop_does_not_warn(pool, recwarn):
     task = Task()
     task.run(helpers.sleep_then, 0.1, 1)

@@ -120,7 +120,7 @@ class Task:
     def _submit_when_full(self, tag: int, payload: Any) -> tuple[int, int]:
         """``run()`` found every slot in use: make room, by collecting our own finished results
         (blocking on our oldest call) or waiting for another thread to free one, then retry."""
-        _warn_if_on_loop("Task.run() found every slot in use and", "await task.arun(...)")
+        _warn_if_on_loop("Task.run() found every slot in use and", "await task.arun(...)", stacklevel=4)
         core = self._pool.core
         while True:
             if self._harvested < len(self._calls):
@@ -367,12 +367,12 @@ def _decode_all(outcomes: list[Any]) -> list[Any]:
     return [wire.decode_result(*outcome[1:]) for outcome in outcomes]
 
 
-def _warn_if_on_loop(what: str, instead: str) -> None:
+def _warn_if_on_loop(what: str, instead: str, stacklevel: int = 3) -> None:
     """A blocking wait on an event loop's thread stalls every coroutine of that loop."""
     if aio.running_loop() is not None:
         warnings.warn(
             f"{what} blocks this thread, which runs an asyncio event loop: every other coroutine "
             f"on it stalls until the calls finish. Use `{instead}` in async code.",
             MulticoreWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
