@@ -29,7 +29,7 @@ from multicore import Task
 from multicore.exceptions import MulticoreWarning
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _util import machine_line, nap, tiny  # noqa: E402
+from _util import machine_line, nap, tiny
 
 WORKERS = 2
 
@@ -96,6 +96,14 @@ async def fan_out(n: int, one) -> tuple[float, int, float]:
     return wall, threads, lag.worst
 
 
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 async def cancel_latency() -> float:
     task = Task()
     await task.arun(nap, 30)
@@ -110,7 +118,7 @@ async def cancel_latency() -> float:
         await pending
     except asyncio.CancelledError:
         pass
-    while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+    while alive(pid):
         await asyncio.sleep(0.0001)
     return time.perf_counter() - t0
 
@@ -153,8 +161,10 @@ async def main(quick: bool) -> None:
         print(f"| {name} | {wall * 1e3:.1f} | {threads} | {worst * 1e3:.2f} |")
 
     latency = await cancel_latency()
-    print(f"\n(c) multicore: a cancelled aget() on a 30 s call: its worker gone after {latency * 1e3:.2f} ms "
-          "(run_in_executor cannot stop a running call: python/cpython#107505)")
+    print(
+        f"\n(c) multicore: a cancelled aget() on a 30 s call: its worker gone after {latency * 1e3:.2f} ms "
+        "(run_in_executor cannot stop a running call: python/cpython#107505)"
+    )
     ppe.shutdown(wait=False, cancel_futures=True)
     multicore.shutdown()
 

@@ -24,8 +24,8 @@ from multicore.exceptions import (
     TimeoutExceededError,
     WorkerLostError,
 )
-from tests.conftest import pid_alive, run_python, wait_until, worker_pids
 from tests.core import helpers
+from tests.support import pid_alive, run_python, wait_until, worker_pids
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,7 @@ from django.core.asgi import get_asgi_application
 from django.test import AsyncClient
 
 import multicore
-from tests.conftest import pid_alive, wait_until, worker_pids
+from tests.support import pid_alive, wait_until, worker_pids
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -22,11 +22,12 @@ import asyncio
 import os
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multicore.exceptions import MulticoreError, PoolUnavailableError
 
-Outcome = tuple  # ("done", kind, payload) | ("lost", pid, status), as _core.Pool.take returns
+if TYPE_CHECKING:  # ("done", kind, payload) | ("lost", pid, status), as Pool.take returns
+    from multicore._core import _Outcome as Outcome
 
 
 class Gather:
@@ -142,7 +143,7 @@ class LoopWaiter:
         _unregister(self)
         self.close()
         self.scan()
-        for key, (_, gather) in list(self.pending.items()):
+        for _, gather in list(self.pending.values()):
             gather.fail(PoolUnavailableError("the pool's supervisor process exited; the pool is gone"))
         self.pending.clear()
 
@@ -152,7 +153,7 @@ class LoopWaiter:
 
         def wait() -> Outcome:
             while True:
-                outcome = core.wait(call.slot, call.ticket, 1.0)
+                outcome: Outcome | None = core.wait(call.slot, call.ticket, 1.0)
                 if outcome is not None:
                     return outcome
 
@@ -215,4 +216,3 @@ def waiter_for(loop: asyncio.AbstractEventLoop, pool: Any) -> LoopWaiter:
 def running_loop() -> asyncio.AbstractEventLoop | None:
     """The event loop running in this thread, if any (no exception, no syscall)."""
     return asyncio._get_running_loop()
-

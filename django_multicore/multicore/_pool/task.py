@@ -105,7 +105,9 @@ class Task:
         handle = self._pool.core.submit(tag, payload) or self._submit_when_full(tag, payload)
         self._calls.append(_Call(*handle, fn))
 
-    def _encode(self, fn: Any, args: tuple, kwargs: dict, serialization_format: str, use_dill: bool) -> tuple[int, Any]:
+    def _encode(
+        self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], serialization_format: str, use_dill: bool
+    ) -> tuple[int, Any]:
         if self._complete:
             raise TaskCompleteError()
         if not callable(fn):
@@ -297,7 +299,7 @@ class Task:
         except BaseException as exc:
             self._cancel_pending(kill=not isinstance(exc, WorkerLostError))
             raise
-        outcomes = [call.outcome for call in self._calls]
+        outcomes = [cast("tuple[str, int, _core._Payload]", call.outcome) for call in self._calls]
         if sum(_size(o[2]) for o in outcomes) > ASYNC_DECODE_IN_THREAD:
             return await asyncio.to_thread(_decode_all, outcomes)
         return _decode_all(outcomes)
@@ -363,7 +365,7 @@ def _size(payload: Any) -> int:
     return len(payload) if isinstance(payload, bytes) else sum(map(len, payload))
 
 
-def _decode_all(outcomes: list[Any]) -> list[Any]:
+def _decode_all(outcomes: list[tuple[str, int, _core._Payload]]) -> list[Any]:
     return [wire.decode_result(*outcome[1:]) for outcome in outcomes]
 
 
