@@ -96,6 +96,18 @@ class Pool:
         """Like take(), blocking with the GIL released; None on timeout, or once any worker died
         since ``lost_seen`` (a lost_seq() reading, default now)."""
     def lost_seq(self) -> int: ...
+    def arm_async(self, slot: int, ticket: int) -> bool:
+        """Flags a call as awaited by an event loop: the async doorbell rings when it finishes
+        (or its worker dies). True when it already finished: take it now, no ring will come."""
+    @property
+    def async_bell(self) -> int:
+        """The async doorbell: an eventfd (EFD_NONBLOCK) inherited by every pool process; -1 once
+        the pool was shut down. Watch and drain a duplicate (os.dup): shutdown closes this one."""
+    @property
+    def supervisor_pidfd(self) -> int:
+        """The supervisor's pidfd, readable once it exited; -1 when there is none."""
+    def withdraw(self, slot: int, ticket: int) -> bool:
+        """Takes back a call no worker has claimed yet; False when it is no longer queued."""
     def wait_for_free_slot(self, timeout: float) -> None: ...
     def cancel(self, slot: int, ticket: int, kill: bool = False) -> int | None:
         """Withdraws or abandons a call; returns the pid of the worker that was running it."""

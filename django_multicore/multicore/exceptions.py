@@ -25,6 +25,7 @@ __all__ = [
     "RemoteTraceback",
     "PoolUnavailableError",
     "ProtocolError",
+    "EventLoopMismatchError",
     "MulticoreWarning",
     "NoAvailableInputBufferError",
     "InputBufferTooSmallError",
@@ -148,6 +149,11 @@ class InputBufferTooSmallError(MulticoreError):
     """Kept for code written for the original django-multicore, where ``run()`` raised it for
     arguments larger than its fixed input buffer. Never raised: payloads of any size travel
     (up to the ``max_payload`` option, which raises :class:`SharedMemoryError`)."""
+
+
+class EventLoopMismatchError(MulticoreError, RuntimeError):
+    """A Task was awaited from an event loop other than the one it started on (its calls are
+    watched by that loop, which would never wake this one)."""
 
 
 class MulticoreWarning(RuntimeWarning):

@@ -85,3 +85,10 @@ def kill_self_at_three(x):
         kill_self()
     time.sleep(0.05)
     return x
+
+
+def touch(path):
+    """A side effect a test can look for: proof that a call started."""
+    with open(path, "w") as f:
+        f.write("ran")
+    return path

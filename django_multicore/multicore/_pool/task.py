@@ -1,26 +1,35 @@
-"""Task: a batch of calls run by the pool, collected in submission order by ``get()``, or one
-function mapped over many items by ``map()`` / ``imap()``."""
+"""Task: a batch of calls run by the pool, collected in submission order by ``get()``, one
+function mapped over many items by ``map()`` / ``imap()``, or calls awaited from an event loop
+with ``arun()`` / ``aget()`` (woken by the pool through ``aio``)."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sized
 from typing import Any, Literal, cast
 
 from multicore import _core
 from multicore import options as _options
-from multicore._pool import lifecycle, wire
+from multicore._pool import aio, lifecycle, wire
 from multicore.exceptions import (
     ConfigurationError,
+    EventLoopMismatchError,
     MulticoreError,
     MulticoreTypeError,
+    MulticoreWarning,
     PoolUnavailableError,
     TaskCompleteError,
     TimeoutExceededError,
     WorkerLostError,
 )
+
+# Results larger than this (bytes, all calls together) are unpickled in a thread by aget(), so a
+# large result does not stall every other coroutine on the loop.
+ASYNC_DECODE_IN_THREAD = 1 << 20
 
 _LOAD_TTL = 1.0  # the kernel updates the load average every 5 s; re-reading it per Task is waste
 _load_cache: tuple[float, float | None] = (float("-inf"), None)
@@ -85,13 +94,14 @@ class Task:
     caller then does the work itself. A Task belongs to the thread that created it.
     """
 
-    __slots__ = ("_calls", "_complete", "_harvested", "_lost_seen", "_pool", "_timeout")
+    __slots__ = ("_calls", "_complete", "_harvested", "_loop", "_lost_seen", "_pool", "_timeout")
     _pool: lifecycle.PoolHandle
     _calls: list[_Call]
     _harvested: int
     _complete: bool
     _timeout: float | None
     _lost_seen: int
+    _loop: asyncio.AbstractEventLoop | None
 
     def __new__(cls, max_load_average: float | None = None, timeout: float | None = None) -> Task | None:  # type: ignore[misc]
         if lifecycle.in_worker():
@@ -109,6 +119,7 @@ class Task:
         self._harvested = 0
         self._complete = False
         self._timeout = timeout if timeout is not None else options.timeout
+        self._loop = None  # set by the first arun()/aget()
         return self
 
     def run(
@@ -119,6 +130,13 @@ class Task:
         ``serialization_format`` ("pickle", "json" or "string") is how the result travels back;
         ``use_dill`` sends lambdas, closures and local functions with dill.
         """
+        tag, payload = self._encode(fn, args, kwargs, serialization_format, use_dill)
+        handle = self._pool.core.submit(tag, payload) or self._submit_when_full(tag, payload)
+        self._calls.append(_Call(*handle, fn))
+
+    def _encode(
+        self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], serialization_format: str, use_dill: bool
+    ) -> tuple[int, Any]:
         if self._complete:
             raise TaskCompleteError()
         if not callable(fn):
@@ -128,9 +146,7 @@ class Task:
                 f"serialization_format must be one of {', '.join(map(repr, wire.FORMATS))}, "
                 f"got {serialization_format!r}"
             )
-        tag, payload = wire.encode_call(fn, args, kwargs, serialization_format, use_dill)
-        handle = self._pool.core.submit(tag, payload) or self._submit_when_full(tag, payload)
-        self._calls.append(_Call(*handle, fn))
+        return wire.encode_call(fn, args, kwargs, serialization_format, use_dill)
 
     def _submit_chunk(self, fn: Any, chunk: list[Any]) -> _Call:
         tag, payload = wire.encode_call(_map_chunk, (fn, chunk), {}, "pickle", False)
@@ -273,6 +289,7 @@ class Task:
     def _submit_when_full(self, tag: int, payload: Any) -> tuple[int, int]:
         """``run()`` found every slot in use: make room, by collecting our own finished results
         (blocking on our oldest call) or waiting for another thread to free one, then retry."""
+        _warn_if_on_loop("Task.run() found every slot in use and", "await task.arun(...)", stacklevel=4)
         core = self._pool.core
         while True:
             if self._harvested < len(self._calls):
@@ -311,6 +328,9 @@ class Task:
         timeout = timeout if timeout is not None else self._timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
+            self._harvest_finished()
+            if self._harvested < len(self._calls):
+                _warn_if_on_loop("Task.get()", "await task.aget()")
             self._wait_all(deadline, timeout)
         except BaseException as exc:
             # Timeouts and Ctrl-C stop the work; after a lost worker the rest may finish, unread.
@@ -375,10 +395,141 @@ class Task:
 
     def _cancel(self, calls: Iterable[_Call], kill: bool) -> None:
         core = self._pool.core
-        for call in calls:
+        open_calls = [call for call in calls if call.outcome is None]
+        # Every queued call is withdrawn before any worker is killed: otherwise the replacement of
+        # a killed worker (or a worker it freed) could still pick up a later call of this Task.
+        for call in open_calls:
+            if core.withdraw(call.slot, call.ticket):
+                call.outcome = ("cancelled",)
+        for call in open_calls:
             if call.outcome is None:
                 core.cancel(call.slot, call.ticket, kill)
                 call.outcome = ("cancelled",)
+
+    def _cancel_pending(self, kill: bool) -> None:
+        self._cancel(self._calls, kill)
+
+    # -- the async face: the same calls, awaited from an event loop ---------------------------
+
+    async def arun(
+        self, fn: Any, *args: Any, serialization_format: str = "pickle", use_dill: bool = False, **kwargs: Any
+    ) -> None:
+        """As ``run()``, but when every slot is in use it awaits a free one instead of blocking
+        the event loop. A cancel while it waits stops this Task's calls, as in ``aget()``."""
+        loop = self._bind_loop()
+        tag, payload = self._encode(fn, args, kwargs, serialization_format, use_dill)
+        core = self._pool.core
+        handle = core.submit(tag, payload)
+        while handle is None:
+            try:
+                await self._make_room(loop)
+            except BaseException:
+                self._complete = True
+                self._cancel_pending(kill=True)
+                raise
+            handle = core.submit(tag, payload)
+        self._calls.append(_Call(*handle, fn))
+
+    async def _make_room(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Every slot is taken: await one of our own calls (its slot is freed when it is taken),
+        or, holding none, give other Tasks a moment to free one."""
+        self._harvest_finished()
+        waiting = [call for call in self._calls[self._harvested :] if call.outcome is None]
+        if not waiting:
+            # Slots held by other Tasks free up without ringing this loop's doorbell; re-check
+            # shortly (the only timed wait in the async API, and only when the pool is full).
+            await asyncio.sleep(0.002)
+            return
+        waiter = aio.waiter_for(loop, self._pool)
+        gather = aio.Gather(loop, 1)
+        try:
+            for call in waiting:
+                waiter.watch(call, gather)
+                if gather.future.done():
+                    break
+            await gather.future
+        finally:
+            waiter.forget(waiting)
+        self._harvest_finished()
+
+    async def aget(self, timeout: float | None = None) -> list[Any]:
+        """As ``get()``, awaited: every call's result in submission order, the first failed
+        call's own exception with the worker's traceback as ``__cause__``,
+        :class:`TimeoutExceededError` after ``timeout`` (stopping the calls still running),
+        :class:`WorkerLostError` as soon as a worker running one of the calls dies.
+
+        The event loop is woken by the pool, never polled. If the awaiting coroutine is cancelled
+        (``asyncio.timeout``, ``wait_for``, a client disconnect), the Task's queued calls are
+        withdrawn, the workers running its calls are killed and replaced, and ``CancelledError``
+        propagates.
+        """
+        if self._complete:
+            raise TaskCompleteError()
+        loop = self._bind_loop()
+        self._complete = True
+        timeout = timeout if timeout is not None else self._timeout
+        try:
+            self._harvest_finished()
+            if self._harvested < len(self._calls):
+                await self._await_all(loop, timeout)
+            for index, call in enumerate(self._calls):
+                self._raise_if_lost(index, call, len(self._calls))
+        except BaseException as exc:
+            self._cancel_pending(kill=not isinstance(exc, WorkerLostError))
+            raise
+        outcomes = [cast("tuple[str, int, _core._Payload]", call.outcome) for call in self._calls]
+        if sum(_size(o[2]) for o in outcomes) > ASYNC_DECODE_IN_THREAD:
+            return await asyncio.to_thread(_decode_all, outcomes)
+        return _decode_all(outcomes)
+
+    async def _await_all(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
+        waiting = [call for call in self._calls if call.outcome is None]
+        waiter = aio.waiter_for(loop, self._pool)
+        gather = aio.Gather(loop, len(waiting))
+        timer = None if timeout is None else loop.call_later(timeout, gather.time_out)
+        try:
+            for call in waiting:
+                waiter.watch(call, gather)
+                if call.outcome is not None and call.outcome[0] == "lost":
+                    break
+            while True:
+                await gather.future
+                for index, call in enumerate(self._calls):
+                    self._raise_if_lost(index, call, len(self._calls))
+                if gather.need <= 0:
+                    return
+                if gather.timed_out:
+                    raise TimeoutExceededError(
+                        f"Task.aget() timed out after {timeout}s with {self._pending()} of "
+                        f"{len(self._calls)} calls unfinished; they were stopped and their workers replaced"
+                    )
+                gather.future = loop.create_future()  # woken for a call that was not ours to raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            waiter.forget(waiting)
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise EventLoopMismatchError(
+                "this Task was started on another event loop; await a Task only on the loop that "
+                "ran its first arun()/aget() (create one Task per loop)"
+            )
+        return loop
+
+    async def __aenter__(self) -> Task:
+        self._bind_loop()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """Leaving the block ends the Task: calls not collected by ``aget()`` (after an
+        exception, a cancel, or none at all) are withdrawn or stopped, their workers replaced."""
+        if not self._complete:
+            self._complete = True
+            self._cancel_pending(kill=True)
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -386,3 +537,22 @@ class Task:
     def __repr__(self) -> str:
         state = "collected" if self._complete else "open"
         return f"<multicore.Task {state}, {len(self._calls)} calls>"
+
+
+def _size(payload: Any) -> int:
+    return len(payload) if isinstance(payload, bytes) else sum(map(len, payload))
+
+
+def _decode_all(outcomes: list[tuple[str, int, _core._Payload]]) -> list[Any]:
+    return [wire.decode_result(*outcome[1:]) for outcome in outcomes]
+
+
+def _warn_if_on_loop(what: str, instead: str, stacklevel: int = 3) -> None:
+    """A blocking wait on an event loop's thread stalls every coroutine of that loop."""
+    if aio.running_loop() is not None:
+        warnings.warn(
+            f"{what} blocks this thread, which runs an asyncio event loop: every other coroutine "
+            f"on it stalls until the calls finish. Use `{instead}` in async code.",
+            MulticoreWarning,
+            stacklevel=stacklevel,
+        )

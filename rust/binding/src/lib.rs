@@ -262,6 +262,29 @@ impl Pool {
         self.inner.lost_seq()
     }
 
+    /// Flags a call as awaited by an event loop (the async doorbell rings when it finishes);
+    /// True when it already finished, so the caller takes it now.
+    fn arm_async(&self, slot: u32, ticket: u64) -> bool {
+        self.inner.arm_async(slot, ticket)
+    }
+
+    /// The async doorbell: an eventfd, readable once a flagged call finished or a worker died.
+    #[getter]
+    fn async_bell(&self) -> i32 {
+        self.inner.async_bell()
+    }
+
+    /// The supervisor's pidfd (readable once it exited), or -1 when there is none.
+    #[getter]
+    fn supervisor_pidfd(&self) -> i32 {
+        self.inner.supervisor_pidfd()
+    }
+
+    /// Takes back a call no worker has claimed yet; False when it is no longer queued.
+    fn withdraw(&self, slot: u32, ticket: u64) -> bool {
+        self.inner.withdraw(slot, ticket)
+    }
+
     fn wait_for_free_slot(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
         let until = Instant::now() + seconds(Some(timeout)).unwrap_or(SLICE).min(SLICE);
         py.detach(|| self.inner.wait_for_free_slot(until));

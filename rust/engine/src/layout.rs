@@ -415,7 +415,9 @@ pub struct SlotMeta {
     pub lost_status: AtomicI32,
     pub ticket: AtomicU64,
     pub lost_pid: AtomicU32,
-    pub _pad: u32,
+    /// 1 while an event loop in the parent waits for this call through the pool's eventfd, so
+    /// a worker publishing DONE writes the eventfd only when someone reads it.
+    pub async_waiter: AtomicU32,
     pub request: RawDescriptor,
     pub response: RawDescriptor,
 }

@@ -163,6 +163,7 @@ impl Pool {
     /// In a child the user forked from the owner: drop our copies of the owner's descriptors
     /// without touching shared state, so the owner's pool is unaffected and still dies with it.
     pub fn forget_in_child(&self) {
+        self.region.close_async_bell();
         drop(self.death_write.take());
         drop(self.death_read.take());
         drop(self.supervisor_pidfd.take());
@@ -228,6 +229,7 @@ impl Pool {
         meta.ticket.store(ticket, Relaxed);
         meta.req_taken.store(0, Relaxed);
         meta.waiter.store(0, Relaxed);
+        meta.async_waiter.store(0, Relaxed);
         let written = {
             let region = &self.region;
             let to = descriptor::Destination { slot, ticket, response: false };
@@ -387,6 +389,60 @@ impl Pool {
         }
     }
 
+    /// Flags the call as awaited by an event loop: from now on the worker that finishes it (or the
+    /// supervisor, if that worker dies) rings the async doorbell (`Region::async_bell`). Returns
+    /// true when the call already finished (or the handle is stale), so the caller must look now
+    /// instead of waiting for a ring that may never come.
+    pub fn arm_async(&self, slot: u32, ticket: u64) -> bool {
+        let meta = self.region.slot(slot);
+        meta.async_waiter.store(1, SeqCst);
+        // ORDERING: the SeqCst flag store precedes this SeqCst state load; the worker's SeqCst
+        // CAS to DONE precedes its SeqCst `async_waiter` load (WorkerChannel::reply). Either we
+        // see DONE here, or the worker sees the flag and rings. LOST needs no pairing: the
+        // supervisor rings after every death, unconditionally, after marking the slots.
+        let raw = meta.state.load(SeqCst);
+        meta.ticket.load(Acquire) != ticket
+            || !matches!(
+                SlotState::from_raw(raw),
+                Some(SlotState::Reserved | SlotState::Queued | SlotState::Claimed(_))
+            )
+    }
+
+    /// The async doorbell's descriptor, for an event loop to watch (readable after a ring).
+    pub fn async_bell(&self) -> i32 {
+        self.region.async_bell()
+    }
+
+    /// Resets the async doorbell; returns how many rings it counted since the last drain.
+    pub fn drain_async_bell(&self) -> u64 {
+        self.region.drain_async_bell()
+    }
+
+    /// The supervisor's pidfd (-1 when there is none): readable once the supervisor exited.
+    pub fn supervisor_pidfd(&self) -> i32 {
+        self.supervisor_pidfd.raw()
+    }
+
+    /// Withdraws a call that no worker has claimed yet (QUEUED -> FREE); false when it is no
+    /// longer queued. Cancelling a batch withdraws every queued call first, so killing a
+    /// running call's worker cannot let its replacement pick up a later call of the same batch.
+    pub fn withdraw(&self, slot: u32, ticket: u64) -> bool {
+        let meta = self.region.slot(slot);
+        let queued = SlotState::Queued.to_raw();
+        // ORDERING: only a call's owner frees its slot (or lets a worker free it, by abandoning
+        // it), so between this ticket check and the CAS the slot cannot come to hold another
+        // call; AcqRel as in `cancel`, whose QUEUED arm this is.
+        if meta.ticket.load(Acquire) != ticket {
+            return false;
+        }
+        if meta.state.compare_exchange(queued, SlotState::Free.to_raw(), AcqRel, Relaxed).is_err() {
+            return false;
+        }
+        self.region.doorbell().queued.fetch_sub(1, SeqCst);
+        notify_free(&self.region);
+        true
+    }
+
     /// Blocks until some slot may have been freed or `until` passes.
     pub fn wait_for_free_slot(&self, until: Instant) {
         // ORDERING: the scan runs after notify::wait_for_free registered us as a waiter (SeqCst),
@@ -451,6 +507,7 @@ impl Pool {
         sys::futex_wake_all(&self.region.doorbell().work_seq);
         wake_all_waiters(&self.region);
         drop(self.death_write.take());
+        self.region.close_async_bell();
         if let Some(fd) = self.supervisor_pidfd.take() {
             let pid = self.supervisor_pid.load(Acquire);
             // The supervisor gives workers `grace` then kills them; allow it a little longer.

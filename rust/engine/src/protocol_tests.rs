@@ -325,3 +325,115 @@ fn each_queued_call_gets_its_own_sleeping_worker_woken() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn a_worker_rings_the_async_doorbell_only_for_a_call_an_event_loop_awaits() {
+    let p = pool(small());
+    let mut w = worker(&p, 0);
+    assert_eq!(p.drain_async_bell(), 0);
+    // Not awaited by a loop: a synchronous waiter's call never touches the eventfd.
+    let (slot, ticket) = p.submit(0, &[b"sync"]).unwrap().unwrap();
+    let call = w.try_claim().unwrap();
+    assert!(w.reply(call, 0, &[b"r"]).unwrap());
+    assert_eq!(p.drain_async_bell(), 0, "no async waiter, no write");
+    assert!(matches!(take_bytes(&p, slot, ticket), Outcome::Done(_)));
+    // Armed while running: the DONE publication rings exactly once.
+    let (slot, ticket) = p.submit(0, &[b"async"]).unwrap().unwrap();
+    let call = w.try_claim().unwrap();
+    assert!(!p.arm_async(slot, ticket), "still running: wait for the ring");
+    assert!(w.reply(call, 0, &[b"r"]).unwrap());
+    assert_eq!(p.drain_async_bell(), 1);
+    assert!(p.arm_async(slot, ticket), "finished: look now, no ring will come");
+    assert!(matches!(take_bytes(&p, slot, ticket), Outcome::Done(_)));
+    // The flag belongs to one call: the slot's next call starts unflagged.
+    let (slot2, ticket2) = p.submit(0, &[b"next"]).unwrap().unwrap();
+    let call = w.try_claim().unwrap();
+    assert!(w.reply(call, 0, &[b"r"]).unwrap());
+    assert_eq!(p.drain_async_bell(), 0);
+    assert!(matches!(take_bytes(&p, slot2, ticket2), Outcome::Done(_)));
+}
+
+#[test]
+fn a_ring_is_never_lost_between_arming_and_publishing() {
+    // The Dekker pair: arm_async (flag, then state) against reply (state, then flag). Whatever
+    // the interleaving, each awaited call is either seen finished by arm_async or rings.
+    let p = Arc::new(pool(Config { workers: 1, slots: 8, inline_size: 64, ..Config::default() }));
+    let rounds = 2000;
+    let worker_pool = p.clone();
+    let handle = std::thread::spawn(move || {
+        let mut w = worker(&worker_pool, 0);
+        let mut done = 0;
+        while done < rounds {
+            if let Some(call) = w.try_claim() {
+                assert!(w.reply(call, 0, &[b"r"]).unwrap());
+                done += 1;
+            }
+        }
+    });
+    let mut missed = 0;
+    for _ in 0..rounds {
+        let (slot, ticket) = p.submit(0, &[b"x"]).unwrap().unwrap();
+        let finished = p.arm_async(slot, ticket);
+        if !finished {
+            let until = Instant::now() + Duration::from_secs(5);
+            while p.drain_async_bell() == 0 {
+                if Instant::now() > until {
+                    missed += 1;
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        loop {
+            match take_bytes(&p, slot, ticket) {
+                Outcome::Done(_) => break,
+                Outcome::Pending => std::hint::spin_loop(),
+                other => panic!("{other:?}"),
+            }
+        }
+        p.drain_async_bell(); // a ring from a call both saw finished and flagged
+    }
+    handle.join().unwrap();
+    assert_eq!(missed, 0, "an armed call finished without a ring");
+}
+
+#[test]
+fn a_worker_death_rings_the_async_doorbell() {
+    let p = pool(small());
+    let w = worker(&p, 1);
+    let (slot, ticket) = p.submit(0, &[b"x"]).unwrap().unwrap();
+    w.try_claim().unwrap();
+    assert!(!p.arm_async(slot, ticket));
+    assert_eq!(p.drain_async_bell(), 0);
+    record_death(p.region(), 1, 4242, ExitStatus::Signal(9));
+    assert!(p.drain_async_bell() >= 1, "the event loop is told to look");
+    assert!(matches!(take_bytes(&p, slot, ticket), Outcome::Lost { pid: 4242, .. }));
+}
+
+#[test]
+fn a_closed_async_doorbell_is_gone_and_rings_nowhere() {
+    let p = pool(small());
+    assert!(p.async_bell() >= 0);
+    p.region().close_async_bell();
+    assert_eq!(p.async_bell(), -1);
+    p.region().ring_async_bell();
+    assert_eq!(p.drain_async_bell(), 0);
+    p.region().close_async_bell(); // closing twice is harmless
+}
+
+#[test]
+fn withdraw_takes_back_only_a_call_no_worker_claimed() {
+    let p = pool(small());
+    let w = worker(&p, 0);
+    let (running, running_ticket) = p.submit(0, &[b"a"]).unwrap().unwrap();
+    let (queued, queued_ticket) = p.submit(0, &[b"b"]).unwrap().unwrap();
+    let call = w.try_claim().unwrap();
+    assert_eq!((call.slot, call.ticket), (running, running_ticket));
+    assert!(!p.withdraw(running, running_ticket), "a claimed call is not withdrawn");
+    assert!(!p.withdraw(queued, queued_ticket + 1), "a wrong ticket withdraws nothing");
+    assert!(p.withdraw(queued, queued_ticket));
+    assert!(!p.withdraw(queued, queued_ticket), "only once");
+    assert!(w.try_claim().is_none(), "the withdrawn call is never claimed");
+    assert_eq!(p.info().queued, 0);
+    assert_eq!(p.info().slots_in_use, 1);
+}

@@ -1,6 +1,7 @@
 //! The shared control region: one anonymous memfd mapping, created by the parent before it forks.
 
-use std::sync::atomic::Ordering;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use memmap2::{MmapMut, MmapOptions};
@@ -12,6 +13,27 @@ use crate::layout::{
 use crate::sys;
 use crate::{Error, Result};
 
+/// The async doorbell's descriptor, shared by every clone of a region in one process and closable
+/// once (-1 = closed).
+#[derive(Debug)]
+struct Bell(AtomicI32);
+
+impl Bell {
+    fn close(&self) {
+        let fd = self.0.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            // SAFETY: the cell owned this fd and the swap gave it to us alone.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+}
+
+impl Drop for Bell {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 /// A view of the control region. Cloning is cheap and clones share one mapping.
 ///
 /// The mapping is MAP_SHARED, so a forked child's copy of this value points at the same pages.
@@ -19,6 +41,10 @@ use crate::{Error, Result};
 pub struct Region {
     /// Owns the mapping that `base` points into; never read, only kept alive with the view.
     _map: Arc<MmapMut>,
+    /// The async doorbell: an eventfd created with the region, so the supervisor and every
+    /// worker inherit it through fork. Written only for calls an event loop waits on
+    /// (`SlotMeta::async_waiter`) and after a death; see `Pool::arm_async`.
+    bell: Arc<Bell>,
     base: *mut u8,
     workers: u32,
     slots: u32,
@@ -62,11 +88,11 @@ impl Region {
         header.worker_spin_us = cfg.worker_spin_us;
         header.parent_spin_us = cfg.parent_spin_us;
         header.segment_keep_bytes = cfg.segment_keep_bytes;
-        Region::from_map(Arc::new(map))
+        Region::from_map(Arc::new(map), Arc::new(Bell(AtomicI32::new(sys::eventfd()?.into_raw_fd()))))
     }
 
     /// Checks the header before trusting any offset derived from it.
-    fn from_map(map: Arc<MmapMut>) -> Result<Region> {
+    fn from_map(map: Arc<MmapMut>, bell: Arc<Bell>) -> Result<Region> {
         let base = map.as_ptr() as *mut u8;
         if map.len() < size_of::<Header>() {
             return Err(Error::Protocol("control region smaller than its header".into()));
@@ -105,7 +131,39 @@ impl Region {
             inline_size: cfg.inline_size as usize,
             slots_offset: cfg.slots_offset(),
             _map: map,
+            bell,
         })
+    }
+
+    /// The async doorbell's descriptor (see the `bell` field); -1 once closed.
+    pub fn async_bell(&self) -> i32 {
+        self.bell.0.load(Ordering::Acquire)
+    }
+
+    /// Tells event loops in the parent that a call they wait on may have finished. Workers and
+    /// the supervisor ring; they never close the bell, so the descriptor cannot change under them.
+    pub fn ring_async_bell(&self) {
+        let fd = self.async_bell();
+        if fd >= 0 {
+            sys::eventfd_ring(&fd);
+        }
+    }
+
+    /// Reads and resets the async doorbell's counter (0 when nothing rang since the last drain).
+    /// Not while another thread may close the bell: event loops read a duplicate of their own.
+    pub fn drain_async_bell(&self) -> u64 {
+        let fd = self.async_bell();
+        if fd >= 0 {
+            sys::eventfd_drain(&fd)
+        } else {
+            0
+        }
+    }
+
+    /// Closes this process's async doorbell (the parent, when its pool stops), so a Task that
+    /// outlives its pool holds no descriptor. Other processes keep their copies.
+    pub fn close_async_bell(&self) {
+        self.bell.close();
     }
 
     pub fn workers(&self) -> u32 {
@@ -212,7 +270,7 @@ mod tests {
         let r = Region::create(&cfg).unwrap();
         // SAFETY: test-only corruption of our own fresh mapping.
         unsafe { (*(r.base as *mut Header)).version = 99 };
-        let err = Region::from_map(r._map.clone()).expect_err("must refuse");
+        let err = Region::from_map(r._map.clone(), r.bell.clone()).expect_err("must refuse");
         assert!(err.to_string().contains("layout version 99"), "{err}");
     }
 

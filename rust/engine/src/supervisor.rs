@@ -249,6 +249,9 @@ pub fn record_death(region: &Region, index: u32, pid: u32, status: ExitStatus) -
         sys::futex_wake(&bell.work_seq, 1);
     }
     wake_all_waiters(region);
+    // Event loops waiting on a call this worker held find it LOST when they look. Deaths are
+    // rare, so the doorbell rings whether or not an async waiter is flagged.
+    region.ring_async_bell();
     match (retiring, was) {
         (true, _) => Death::Retired,
         (false, WorkerState::Starting) => Death::StartupFailure,
@@ -293,4 +296,5 @@ fn mark_broken(region: &Region, status: ExitStatus) {
         }
     }
     wake_all_waiters(region);
+    region.ring_async_bell();
 }

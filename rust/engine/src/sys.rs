@@ -78,6 +78,37 @@ pub fn pipe(what: &'static str) -> Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// A close-on-exec, non-blocking eventfd with a zero counter: the doorbell event loops watch.
+pub fn eventfd() -> Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; the result is checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(Error::os("eventfd for the async doorbell"));
+    }
+    // SAFETY: a fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds 1 to an eventfd's counter (readable from then on). A full counter (EAGAIN) is already
+/// readable, so a failure loses nothing.
+pub fn eventfd_ring(fd: &impl AsRawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a valid u64 to a descriptor the caller keeps open.
+    unsafe { libc::write(fd.as_raw_fd(), (&raw const one).cast(), size_of::<u64>()) };
+}
+
+/// Reads and resets an eventfd's counter; 0 when it was zero (non-blocking) or on error.
+pub fn eventfd_drain(fd: &impl AsRawFd) -> u64 {
+    let mut count: u64 = 0;
+    // SAFETY: reads at most 8 bytes into a valid u64 from a descriptor the caller keeps open.
+    let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut count).cast(), size_of::<u64>()) };
+    if n == size_of::<u64>() as isize {
+        count
+    } else {
+        0
+    }
+}
+
 /// A pidfd for `pid`: readable once the process has exited.
 pub fn pidfd_open(pid: u32) -> Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments; the result is checked.
@@ -235,6 +266,16 @@ mod tests {
         assert_eq!(futex_wake(&word, 1), 0);
         futex_wait(&word, 0, None); // value differs: returns at once
         futex_wait(&word, 1, Some(Duration::from_millis(1))); // times out
+    }
+
+    #[test]
+    fn an_eventfd_counts_rings_until_drained() {
+        let fd = eventfd().unwrap();
+        assert_eq!(eventfd_drain(&fd), 0, "non-blocking: an empty counter reads as 0");
+        eventfd_ring(&fd);
+        eventfd_ring(&fd);
+        assert_eq!(eventfd_drain(&fd), 2);
+        assert_eq!(eventfd_drain(&fd), 0);
     }
 
     #[test]

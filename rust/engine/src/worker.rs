@@ -185,12 +185,17 @@ impl WorkerChannel {
         entry.tasks_done.fetch_add(1, Relaxed);
         entry.tasks_total.fetch_add(1, Relaxed);
         entry.state.store(WorkerState::Idle as u32, Relaxed);
-        // ORDERING: Release publishes the response; SeqCst orders it before the `waiter` load,
-        // pairing with the parent's SeqCst waiter store then state load (Pool::wait).
+        // ORDERING: Release publishes the response; SeqCst orders it before the `waiter` and
+        // `async_waiter` loads, pairing with the parent's SeqCst flag store then state load
+        // (Pool::wait, Pool::arm_async): either the parent sees DONE, or we see its flag and
+        // wake it (futex) or ring the event loops' doorbell (eventfd).
         if meta.state.compare_exchange(claimed, SlotState::Done.to_raw(), SeqCst, Relaxed).is_ok() {
             region.counters().completed.fetch_add(1, Relaxed);
             if meta.waiter.load(SeqCst) != 0 {
                 sys::futex_wake_all(&meta.state);
+            }
+            if meta.async_waiter.load(SeqCst) != 0 {
+                region.ring_async_bell();
             }
             return Ok(true);
         }
