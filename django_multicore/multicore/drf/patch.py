@@ -63,9 +63,31 @@ def parallel_list(self, request, *args, **kwargs):
         policy.count("fallback:disabled", self)
         return (original_list or _drf_list)(self, request, *args, **kwargs)
     queryset = self.filter_queryset(self.get_queryset())
-    page = self.paginate_queryset(queryset)
-    rows = page if page is not None else queryset
-    data = _serialize(self, request, rows)
+    # Decided before any query of ours: a refusal costs nothing, and the busy-CPU reading is not
+    # disturbed by the database server still finishing our own query.
+    prepared = _prepare(self, request, queryset)
+    if isinstance(prepared, str):
+        policy.count(f"fallback:{prepared}", self)
+        return _drf_rest(self, queryset)
+    task, context, blob = prepared
+    paginator = self.paginator
+    shipped = _rows.refetch_refusal(queryset, paginator) or _rows.cursor_refusal(paginator, request, queryset, self)
+    queryset_blob = None
+    if shipped is None:
+        try:
+            queryset_blob = _dump_queryset(queryset)
+        except Exception:  # noqa: BLE001 - a queryset that cannot travel: its rows can
+            shipped = "unpicklable"
+    if shipped is None:
+        keys_queryset = _rows.keys_queryset(queryset, paginator, request, self)
+        page = self.paginate_queryset(keys_queryset)
+        keys = _rows.keys_of(page if page is not None else list(keys_queryset))
+        data = _by_keys(self, task, (context, blob), queryset, queryset_blob, keys)
+    else:
+        page = self.paginate_queryset(queryset)
+        data = _shipped(self, task, (context, blob), list(page if page is not None else queryset), shipped)
+    if data is _REDO:
+        return _drf_rest(self, queryset)
     response = self.get_paginated_response(data) if page is not None else Response(data)
     if isinstance(data, SplicedRows) and isinstance(response, Response):
         response.add_post_render_callback(data.splice_into)
@@ -74,51 +96,98 @@ def parallel_list(self, request, *args, **kwargs):
 
 parallel_list.multicore_patched = True  # type: ignore[attr-defined]
 
+_REDO = object()  # "serve this list as DRF does, from the start": a worker failed
+
 
 def _drf_list(self, request, *args, **kwargs):
     return mixins.ListModelMixin.__dict__["list"](self, request, *args, **kwargs)
 
 
-def _sequential(view, rows) -> Any:
-    return view.get_serializer(rows, many=True).data
+def _drf_rest(view, queryset) -> Response:
+    """DRF's ``list()`` from the pagination on: the sequential path, the same SQL as unpatched."""
+    page = view.paginate_queryset(queryset)
+    if page is not None:
+        return view.get_paginated_response(view.get_serializer(page, many=True).data)
+    return Response(view.get_serializer(queryset, many=True).data)
 
 
-def _fallback(view, rows, reason: str, detail: str = "") -> Any:
-    policy.count(f"fallback:{reason}", view, detail)
-    return _sequential(view, rows)
-
-
-def _serialize(view, request, rows) -> Any:
-    items = list(rows)  # the query unpatched DRF runs; a QuerySet keeps it in its result cache
-    reason = policy.refusal(view, len(items))
+def _prepare(view, request, queryset) -> tuple[Any, ListContext, bytes] | str:
+    """A Task and the :class:`ListContext` (and pickled), or the reason to serve sequentially."""
+    reason = policy.refusal(view, request)
     if reason is not None:
-        return _fallback(view, rows, reason)
+        return reason
     task = multicore.Task() if policy.cores_free(view) else None
     if task is None:
-        return _fallback(view, rows, "busy")
+        return "busy"
     try:
         context = ListContext.capture(view, request)
-        blob = pickle.dumps(context, PROTOCOL)
+        return task, context, pickle.dumps(context, PROTOCOL)
     except Exception as exc:  # noqa: BLE001 - whatever cannot travel, DRF serializes here
-        return _fallback(view, rows, "unshippable", f": {exc}")
+        policy.logger.debug("multicore.drf: %s cannot be shipped to workers: %s", type(view).__name__, exc)
+        return "unshippable"
+
+
+def _dump_queryset(queryset) -> bytes:
+    """The queryset, pickled without its rows (pickling a QuerySet would evaluate it)."""
+    clone = queryset._chain()
+    clone._result_cache, clone._prefetch_done = [], True
+    return pickle.dumps(clone, PROTOCOL)
+
+
+def _load_queryset(blob: bytes):
+    queryset = pickle.loads(blob)
+    queryset._result_cache, queryset._prefetch_done = None, False
+    return queryset
+
+
+def _by_keys(view, task, context: tuple[ListContext, bytes], queryset, queryset_blob: bytes, keys: list) -> Any:
+    """The rows with these keys, fetched and serialized by the workers, in the order of ``keys``."""
+    if len(keys) < policy.min_items():
+        # The page is shorter than its size promised: the parent fetches and serializes it.
+        policy.count("fallback:small", view)
+        return view.get_serializer(_rows.fetch(queryset, keys), many=True).data
+    calls = [(serialize_keys, context[1], queryset_blob, chunk) for chunk in _split(keys)]
+    return _run(view, task, calls, keys, context[0], "")
+
+
+def _shipped(view, task, context: tuple[ListContext, bytes], items: list, reason: str) -> Any:
+    """The rows the parent fetched, shipped to and serialized by the workers, in order."""
+    if len(items) < policy.min_items():
+        policy.count("fallback:small", view)
+        return view.get_serializer(items, many=True).data
+    calls = [(serialize_rows, context[1], _rows.dumps(chunk)) for chunk in _split(items)]
+    return _run(view, task, calls, items, context[0], reason)
+
+
+def _split(items: list) -> list[list]:
+    # One range per worker: each range costs a view and request rebuild (and, refetching, a
+    # query) in the worker, which outweighed starting the first worker earlier with two smaller
+    # ranges each (see docs/benchmarks.md).
+    return [items[start:end] for start, end in ranges(items, number_of_workers=default_workers())]
+
+
+def _run(view, task, calls: list[tuple], rows: list, context: ListContext, shipped: str) -> Any:
+    """Runs the calls in the pool and joins their parts; :data:`_REDO` if anything failed."""
     try:
-        # One range per worker: each range costs a view and request rebuild in the worker, which
-        # outweighed starting the first worker earlier with two smaller ranges each (1.62x ->
-        # 1.70x at 1,000 rows in benchmarks/http.py).
-        for start, end in ranges(items, number_of_workers=default_workers()):
-            task.run(serialize_range, blob, _rows.dumps(items[start:end]))
+        for fn, *args in calls:
+            task.run(fn, *args)
         parts = task.get()
-    except Exception as exc:  # noqa: BLE001 - the parent's own run raises the real error, if any
+    except Exception as exc:  # noqa: BLE001 - DRF's own run raises the real error, if any
         _abandon(task)
-        policy.logger.warning(
-            "multicore.drf: parallel serialization of %s failed (%s: %s); serializing sequentially",
-            type(view).__name__, type(exc).__name__, exc,
-        )
-        return _fallback(view, rows, "error")
-    policy.count("parallel", view, f" ({len(items)} rows, {len(parts)} ranges)")
+        reason = "changed" if isinstance(exc, _rows.RowsChanged) else "error"
+        if reason == "error":
+            policy.logger.warning(
+                "multicore.drf: parallel serialization of %s failed (%s: %s); serializing sequentially",
+                type(view).__name__, type(exc).__name__, exc,
+            )
+        policy.count(f"fallback:{reason}", view)
+        return _REDO
+    if shipped:
+        policy.count(f"shipped:{shipped}")
+    policy.count("parallel", view, f" ({len(rows)} rows, {len(parts)} ranges{', shipped: ' + shipped if shipped else ''})")
     serializer = view.get_serializer(rows, many=True)  # not evaluated: the backlink renderers use
     if context.splice:
-        return SplicedRows(parts, len(items), context.separator, serializer)
+        return SplicedRows(parts, len(rows), context.separator, serializer)
     return ReturnList([row for part in parts for row in part], serializer=serializer)
 
 
@@ -130,13 +199,23 @@ def _abandon(task) -> None:
         pass
 
 
-def serialize_range(context_blob: bytes, rows_blob: bytes) -> Any:
-    """In a worker: serializes one range of rows as the parent's view would."""
+def serialize_keys(context_blob: bytes, queryset_blob: bytes, keys: list) -> Any:
+    """In a worker: fetches the rows with these keys and serializes them as the parent's view would."""
     context: ListContext = pickle.loads(context_blob)
-    rows = _rows.loads(rows_blob)
     with context.activated():
-        view = context.rebuild_view()
-        data = view.get_serializer(rows, many=True).data
-        if not context.splice:
-            return list(data)
-        return render_items(context.renderer, context.media_type, data)
+        return _serialized(context, _rows.fetch(_load_queryset(queryset_blob), keys))
+
+
+def serialize_rows(context_blob: bytes, rows_blob: bytes) -> Any:
+    """In a worker: serializes rows the parent fetched, as the parent's view would."""
+    context: ListContext = pickle.loads(context_blob)
+    with context.activated():
+        return _serialized(context, _rows.loads(rows_blob))
+
+
+def _serialized(context: ListContext, rows: list) -> Any:
+    view = context.rebuild_view()
+    data = view.get_serializer(rows, many=True).data
+    if not context.splice:
+        return list(data)
+    return render_items(context.renderer, context.media_type, data)

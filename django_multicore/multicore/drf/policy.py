@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any
 
 from django.db import connections
+from rest_framework.pagination import CursorPagination, LimitOffsetPagination, PageNumberPagination
 
 from multicore._pool import lifecycle
 from multicore.settings import get_config
@@ -35,12 +36,36 @@ def count(outcome: str, view: Any = None, detail: str = "") -> None:
         logger.debug("multicore.drf: %s %s%s", type(view).__name__, how, detail)
 
 
-def refusal(view: Any, length: int) -> str | None:
-    """Why a list of ``length`` rows should not be spread, or None."""
-    if length < get_config()["drf-min-items"]:
-        return "small"
+def min_items() -> int:
+    return get_config()["drf-min-items"]
+
+
+def refusal(view: Any, request: Any) -> str | None:
+    """Why this list should not be spread, known before any query: or None.
+
+    A page whose size (``?limit=``, ``page_size``) is below ``"drf-min-items"`` is refused here;
+    a list that only turns out short once fetched is refused by the caller.
+    """
     if any(connection.in_atomic_block for connection in connections.all(initialized_only=True)):
         return "atomic"
+    size = page_size(view, request)
+    if size is not None and size < min_items():
+        return "small"
+    return None
+
+
+def page_size(view: Any, request: Any) -> int | None:
+    """The most rows the view's paginator will put on this page, if it says (DRF's own do)."""
+    paginator = view.paginator
+    if paginator is None:
+        return None
+    try:
+        if isinstance(paginator, LimitOffsetPagination):
+            return paginator.get_limit(request)
+        if isinstance(paginator, (PageNumberPagination, CursorPagination)):
+            return paginator.get_page_size(request)
+    except Exception:  # noqa: BLE001 - DRF will report a bad parameter itself
+        return None
     return None
 
 
