@@ -112,6 +112,8 @@ class Options:
         doc="With the DRF patch: parallelize only while at least this many CPUs are idle (0 = always).")
     in_atomic_block: str = _option("sequential", "choice", choices=("sequential", "raise"), pool=False,
         doc="What database-reading helpers do inside the caller's atomic() block.")
+    worker_conn_max_age: float | None = _option(None, "number", minimum=0, nullable=True, pool=False,
+        doc="Seconds a worker keeps its database connection across calls; None = the worker's life.")
     # fmt: on
 
 
