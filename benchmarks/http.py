@@ -107,7 +107,7 @@ def single_client(patched: runner.Gunicorn, plain: runner.Gunicorn, engaged: Eng
         for server in (patched, plain):  # warm caches and connections
             checked(server, url)
         times: dict[str, list[float]] = {"patched": [], "plain": []}
-        for i in range(SINGLE_CLIENT_REQUESTS[rows]):
+        for i in range(SINGLE_CLIENT_REQUESTS.get(rows, 40)):
             order = [("patched", patched), ("plain", plain)]
             for name, server in order if i % 2 == 0 else order[::-1]:
                 times[name].append(checked(server, url))

@@ -106,7 +106,7 @@ class Options:
     # The Django integration: read through multicore.settings.get_config().
     drf_list_patch: bool = _option(False, "bool", pool=False,
         doc="Patch Django REST framework's list views to serialize large pages in parallel.")
-    drf_min_items: int = _option(100, "int", minimum=0, pool=False,
+    drf_min_items: int = _option(80, "int", minimum=0, pool=False,
         doc="With the DRF patch: lists shorter than this are serialized in-process.")
     drf_min_idle_cpus: int = _option(1, "int", minimum=0, pool=False,
         doc="With the DRF patch: parallelize only while at least this many CPUs are idle (0 = always).")
