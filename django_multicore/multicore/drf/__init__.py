@@ -2,8 +2,8 @@
 
 ``MULTICORE = {"drf-list-patch": True}`` makes the multicore app call :func:`patch` in
 ``ready()``; it replaces ``rest_framework.mixins.ListModelMixin.list`` (once, keeping the
-original) with :func:`parallel_list`, which keeps DRF's control flow and spreads only the
-serialization of the rows over the pool (docs/drf.md). The modules, one job each:
+original) with :func:`parallel_list`, which keeps DRF's control flow and spreads fetching and
+serializing the rows over the pool (docs/drf.md). The modules, one job each:
 
 * :mod:`~multicore.drf.patch`: installing the patched ``list()`` and running it across the pool;
 * :mod:`~multicore.drf.policy`: when it steps aside, and :data:`stats`;

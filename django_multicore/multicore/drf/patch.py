@@ -1,7 +1,8 @@
 """The patched ``ListModelMixin.list``: installing it, and running a list across the pool.
 
-:func:`parallel_list` keeps DRF's control flow; only the serialization of the rows moves to
-the workers (docs/drf.md, "What runs where"). :func:`patch` and :func:`unpatch` swap it in and
+:func:`parallel_list` keeps DRF's control flow: the parent filters, orders and paginates the
+queryset reduced to primary keys; the workers fetch their keys' rows and serialize them
+(docs/drf.md, "What runs where"). Whatever the policy refuses runs DRF's own path. :func:`patch` and :func:`unpatch` swap it in and
 out of ``ListModelMixin``, keeping DRF's original.
 """
 
