@@ -216,7 +216,7 @@ def markdown(all_results: dict[str, tuple[list[dict], list[dict]]], min_idle_cpu
         f"Machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python "
         f"{platform.python_version()}; gunicorn 2 sync workers per server, 2 multicore workers per "
         f"gunicorn worker; `{ENDPOINTS[endpoint]}?limit=N`, {work} of Python per row; client on 127.0.0.1; "
-        f"busy-CPU guard `multicore_min_idle_cpus = {min_idle_cpus}`. \"served in parallel\" counts the "
+        f'busy-CPU guard `multicore_min_idle_cpus = {min_idle_cpus}`. "served in parallel" counts the '
         "patched server's requests that the pool served (the rest fell back).",
         "",
     ]
@@ -254,13 +254,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--write", metavar="FILE", help="also write the Markdown tables to FILE")
-    parser.add_argument("--endpoint", choices=list(ENDPOINTS), default="products",
-                        help="products: ~0.3 ms of Python per row; light: ~0.05 ms per row")
-    parser.add_argument("--sizes", type=lambda text: tuple(int(n) for n in text.split(",")),
-                        help="comma-separated page sizes (default: 10..5000, or 10..3000 with --endpoint light)")
+    parser.add_argument(
+        "--endpoint",
+        choices=list(ENDPOINTS),
+        default="products",
+        help="products: ~0.3 ms of Python per row; light: ~0.05 ms per row",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        help="comma-separated page sizes (default: 10..5000, or 10..3000 with --endpoint light)",
+    )
     parser.add_argument("--no-concurrent", action="store_true", help="skip the four-client throughput part")
-    parser.add_argument("--min-idle-cpus", type=int, default=1,
-                        help="the patched server's busy-CPU guard (multicore_min_idle_cpus; 0 = off)")
+    parser.add_argument(
+        "--min-idle-cpus",
+        type=int,
+        default=1,
+        help="the patched server's busy-CPU guard (multicore_min_idle_cpus; 0 = off)",
+    )
     args = parser.parse_args()
     global ENDPOINT
     ENDPOINT = ENDPOINTS[args.endpoint]

@@ -99,7 +99,9 @@ class UnionBooks(Books):
 
 
 class WindowBooks(Books):
-    queryset = Book.objects.annotate(position=Window(RowNumber(), order_by=[F("rank").desc(), F("id").asc()])).order_by("id")
+    queryset = Book.objects.annotate(position=Window(RowNumber(), order_by=[F("rank").desc(), F("id").asc()])).order_by(
+        "id"
+    )
 
 
 class RawBooks(Books):

@@ -9,9 +9,10 @@ import pytest
 
 from multicore import drf
 from multicore.drf import rows
-from tests.conftest import ON_POSTGRES
-from tests.drf.conftest import pytestmark  # noqa: F401 - the urls marker
+from tests.support import ON_POSTGRES
 from tests.testapp.models import Book, Placement, Shelf, Tag
+
+pytestmark = pytest.mark.urls("tests.drf.urls")
 
 
 @pytest.fixture

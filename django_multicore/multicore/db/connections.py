@@ -31,6 +31,7 @@ from django.db import close_old_connections, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from multicore import hooks
+from multicore import settings as multicore_settings
 from multicore._pool import lifecycle
 from multicore.exceptions import MulticoreWarning
 

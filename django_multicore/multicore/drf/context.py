@@ -41,7 +41,7 @@ def _picklable(value: Any) -> bool:
 class ListContext:
     """The parent's view and request, as a worker rebuilds them (see the module doc)."""
 
-    view_class: type
+    view_class: Any  # the view's class
     view_state: dict[str, Any]
     request: Any  # a PicklableWSGIRequest
     user: Any

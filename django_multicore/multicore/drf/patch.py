@@ -141,7 +141,7 @@ def _load_queryset(blob: bytes):
     return queryset
 
 
-def _by_keys(view, task, context: tuple[ListContext, bytes], queryset, queryset_blob: bytes, keys: list) -> Any:
+def _by_keys(view, task, context: tuple[ListContext, bytes], queryset, queryset_blob: bytes | None, keys: list) -> Any:
     """The rows with these keys, fetched and serialized by the workers, in the order of ``keys``."""
     if len(keys) < policy.min_items():
         # The page is shorter than its size promised: the parent fetches and serializes it.
@@ -179,13 +179,17 @@ def _run(view, task, calls: list[tuple], rows: list, context: ListContext, shipp
         if reason == "error":
             policy.logger.warning(
                 "multicore.drf: parallel serialization of %s failed (%s: %s); serializing sequentially",
-                type(view).__name__, type(exc).__name__, exc,
+                type(view).__name__,
+                type(exc).__name__,
+                exc,
             )
         policy.count(f"fallback:{reason}", view)
         return _REDO
     if shipped:
         policy.count(f"shipped:{shipped}")
-    policy.count("parallel", view, f" ({len(rows)} rows, {len(parts)} ranges{', shipped: ' + shipped if shipped else ''})")
+    policy.count(
+        "parallel", view, f" ({len(rows)} rows, {len(parts)} ranges{', shipped: ' + shipped if shipped else ''})"
+    )
     serializer = view.get_serializer(rows, many=True)  # not evaluated: the backlink renderers use
     if context.splice:
         return SplicedRows(parts, len(rows), context.separator, serializer)
