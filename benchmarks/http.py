@@ -36,8 +36,10 @@ sys.path.insert(0, str(ROOT / "example_project"))
 import runner  # noqa: E402
 
 PG_URL = "postgres://root@127.0.0.1:5432/multicore_bench"
-SIZES = (10, 100, 1000, 5000)
-SINGLE_CLIENT_REQUESTS = {10: 60, 100: 40, 1000: 15, 5000: 6}
+SIZES = (10, 100, 1000, 3000, 5000)
+LIGHT_SIZES = (10, 20, 50, 100, 200, 500, 1000, 3000)
+SINGLE_CLIENT_REQUESTS = {10: 60, 20: 60, 50: 50, 100: 40, 200: 30, 500: 20, 1000: 15, 3000: 8, 5000: 6}
+ENDPOINTS = {"products": "/api/products/", "light": "/api/products-light/"}
 CONCURRENT = {"clients": 4, "requests_per_client": {100: 15, 1000: 4}, "rounds": 3}
 
 
@@ -84,8 +86,11 @@ def environment(db: str, workdir: Path) -> dict[str, str]:
     return env
 
 
+ENDPOINT = ENDPOINTS["products"]
+
+
 def path(rows: int) -> str:
-    return f"/api/products/?limit={rows}"
+    return f"{ENDPOINT}?limit={rows}"
 
 
 def checked(server: runner.Gunicorn, url: str) -> float:
@@ -95,14 +100,14 @@ def checked(server: runner.Gunicorn, url: str) -> float:
     return seconds
 
 
-def single_client(patched: runner.Gunicorn, plain: runner.Gunicorn, engaged: Engagement) -> list[dict]:
+def single_client(patched: runner.Gunicorn, plain: runner.Gunicorn, engaged: Engagement, sizes) -> list[dict]:
     results = []
-    for rows in SIZES:
+    for rows in sizes:
         url = path(rows)
         for server in (patched, plain):  # warm caches and connections
             checked(server, url)
         times: dict[str, list[float]] = {"patched": [], "plain": []}
-        for i in range(SINGLE_CLIENT_REQUESTS[rows]):
+        for i in range(SINGLE_CLIENT_REQUESTS.get(rows, 40)):
             order = [("patched", patched), ("plain", plain)]
             for name, server in order if i % 2 == 0 else order[::-1]:
                 times[name].append(checked(server, url))
@@ -172,7 +177,7 @@ def concurrent_clients(patched: runner.Gunicorn, plain: runner.Gunicorn, engaged
     return results
 
 
-def run(db: str, workdir: Path, min_idle_cpus: int) -> tuple[list[dict], list[dict]]:
+def run(db: str, workdir: Path, min_idle_cpus: int, sizes, concurrent: bool) -> tuple[list[dict], list[dict]]:
     env = environment(db, workdir)
     log = workdir / f"gunicorn-{db}-patched.log"
     patched_env = {
@@ -193,22 +198,24 @@ def run(db: str, workdir: Path, min_idle_cpus: int) -> tuple[list[dict], list[di
         engaged = Engagement(log)
         engaged.since_last()
         print(f"{db}: one client (load average {load()})", flush=True)
-        single = single_client(patched, plain, engaged)
-        print(f"{db}: four concurrent clients (load average {load()})", flush=True)
-        concurrent = concurrent_clients(patched, plain, engaged)
+        single = single_client(patched, plain, engaged, sizes)
+        if concurrent:
+            print(f"{db}: four concurrent clients (load average {load()})", flush=True)
+        concurrent = concurrent_clients(patched, plain, engaged) if concurrent else []
         print(f"{db}: done (load average {load()})", flush=True)
         if not any(patched.json("/pool/")["tasks_done"] > 0 for _ in range(8)):
             raise RuntimeError("the patched server never used its pool: the patch did not engage")
     return single, concurrent
 
 
-def markdown(all_results: dict[str, tuple[list[dict], list[dict]]], min_idle_cpus: int) -> str:
+def markdown(all_results: dict[str, tuple[list[dict], list[dict]]], min_idle_cpus: int, endpoint: str) -> str:
+    work = "~0.3 ms" if endpoint == "products" else "~0.05 ms"
     lines = [
         "## HTTP: DRF list endpoint under gunicorn (benchmarks/http.py)",
         "",
         f"Machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python "
         f"{platform.python_version()}; gunicorn 2 sync workers per server, 2 multicore workers per "
-        "gunicorn worker; `/api/products/?limit=N`, ~0.3 ms of Python per row; client on 127.0.0.1; "
+        f"gunicorn worker; `{ENDPOINTS[endpoint]}?limit=N`, {work} of Python per row; client on 127.0.0.1; "
         f'busy-CPU guard `multicore_min_idle_cpus = {min_idle_cpus}`. "served in parallel" counts the '
         "patched server's requests that the pool served (the rest fell back).",
         "",
@@ -225,6 +232,9 @@ def markdown(all_results: dict[str, tuple[list[dict], list[dict]]], min_idle_cpu
             f"{r['plain_p95']:.1f} | {r['speedup']:.2f}x | {r['parallel']} |"
             for r in single
         ]
+        if not concurrent:
+            lines.append("")
+            continue
         lines += [
             "",
             f"### {db}: four concurrent clients (throughput)",
@@ -245,16 +255,31 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--write", metavar="FILE", help="also write the Markdown tables to FILE")
     parser.add_argument(
+        "--endpoint",
+        choices=list(ENDPOINTS),
+        default="products",
+        help="products: ~0.3 ms of Python per row; light: ~0.05 ms per row",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        help="comma-separated page sizes (default: 10..5000, or 10..3000 with --endpoint light)",
+    )
+    parser.add_argument("--no-concurrent", action="store_true", help="skip the four-client throughput part")
+    parser.add_argument(
         "--min-idle-cpus",
         type=int,
         default=1,
         help="the patched server's busy-CPU guard (multicore_min_idle_cpus; 0 = off)",
     )
     args = parser.parse_args()
+    global ENDPOINT
+    ENDPOINT = ENDPOINTS[args.endpoint]
+    sizes = args.sizes or (LIGHT_SIZES if args.endpoint == "light" else SIZES)
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     with tempfile.TemporaryDirectory(prefix="multicore-http-") as tmp:
-        results = {db: run(db, Path(tmp), args.min_idle_cpus) for db in dbs}
-    text = markdown(results, args.min_idle_cpus)
+        results = {db: run(db, Path(tmp), args.min_idle_cpus, sizes, not args.no_concurrent) for db in dbs}
+    text = markdown(results, args.min_idle_cpus, args.endpoint)
     print(text)
     if args.write:
         Path(args.write).write_text(text + "\n")

@@ -106,12 +106,14 @@ class Options:
     # The Django integration: read through multicore.settings.get_config().
     drf_list_patch: bool = _option(False, "bool", pool=False,
         doc="Patch Django REST framework's list views to serialize large pages in parallel.")
-    drf_min_items: int = _option(100, "int", minimum=0, pool=False,
+    drf_min_items: int = _option(80, "int", minimum=0, pool=False,
         doc="With the DRF patch: lists shorter than this are serialized in-process.")
     drf_min_idle_cpus: int = _option(1, "int", minimum=0, pool=False,
         doc="With the DRF patch: parallelize only while at least this many CPUs are idle (0 = always).")
     in_atomic_block: str = _option("sequential", "choice", choices=("sequential", "raise"), pool=False,
         doc="What database-reading helpers do inside the caller's atomic() block.")
+    worker_conn_max_age: float | None = _option(None, "number", minimum=0, nullable=True, pool=False,
+        doc="Seconds a worker keeps its database connection across calls; None = the worker's life.")
     # fmt: on
 
 

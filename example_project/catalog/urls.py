@@ -5,6 +5,7 @@ from catalog import views
 
 router = DefaultRouter()
 router.register("products", views.ProductViewSet, basename="product")
+router.register("products-light", views.LightProductViewSet, basename="product-light")
 router.register("product-pages", views.ProductPageViewSet, basename="product-page")
 router.register("product-cursor", views.ProductCursorViewSet, basename="product-cursor")
 router.register("product-list", views.ProductFullListViewSet, basename="product-list")

@@ -64,6 +64,7 @@ def test_e002_unknown_key_suggests_the_right_one():
         ("drf-list-patch", 1),
         ("slots", None),
         ("max-memory-per-worker", [1]),
+        ("worker-conn-max-age", "60"),
     ],
 )
 def test_e003_wrong_type(key, value):
@@ -80,6 +81,7 @@ def test_e003_wrong_type(key, value):
         ("slots", 1),
         ("drf-min-items", -3),
         ("max-memory-per-worker", 0),
+        ("worker-conn-max-age", -1),
     ],
 )
 def test_e004_out_of_range(key, value):

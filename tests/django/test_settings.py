@@ -36,7 +36,7 @@ def test_options_are_cached_and_rebuilt_when_the_setting_changes():
         assert get_config()["drf-min-items"] == 7
         assert get_config()["in-atomic-block"] == "sequential"  # defaults fill the rest
         assert _options.current() is not before
-    assert get_config()["drf-min-items"] == 100
+    assert get_config()["drf-min-items"] == 80
     assert _options.current() is not before  # rebuilt after each change
 
 

@@ -20,3 +20,29 @@ class GroupOrderedItem(models.Model):
 
     class Meta:
         ordering = ["group"]
+
+
+class Shelf(models.Model):
+    name = models.CharField(max_length=50)
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=50)
+
+
+class Book(models.Model):
+    """Related rows for the DRF refetch tests: a nullable foreign key, a many-to-many, ties."""
+
+    title = models.CharField(max_length=50)
+    rank = models.IntegerField(default=0)  # not unique: orderings on it have ties
+    shelf = models.ForeignKey(Shelf, null=True, on_delete=models.SET_NULL, related_name="books")
+    tags = models.ManyToManyField(Tag, related_name="books")
+
+
+class Placement(models.Model):
+    """A composite primary key: no single column to refetch rows by."""
+
+    pk = models.CompositePrimaryKey("shelf_code", "slot")
+    shelf_code = models.CharField(max_length=10)
+    slot = models.IntegerField()
+    label = models.CharField(max_length=50)

@@ -4,9 +4,12 @@ A forked process inherits the parent's open connections: same socket, same serve
 the child used or closed one, it would talk over the parent's session (closing sends the
 server a Terminate message and kills the parent's connection). So, as Celery's Django fixup
 does, the supervisor and each worker cut the inherited sockets off without any network IO and
-start with fresh connection wrappers; connections then open lazily, one per worker, and stay
-open across calls within ``CONN_MAX_AGE``, checked before and after each call like Django does
-around a request.
+start with fresh connection wrappers; connections then open lazily, one per worker. A worker
+keeps its connection across calls whatever ``CONN_MAX_AGE`` says for requests (a worker lives
+long and serves many calls; connecting per call would cost more than most calls), for
+``MULTICORE["worker-conn-max-age"]`` seconds (None: the worker's life), with health checks on,
+so a connection the server dropped is replaced before the next call uses it; it is checked
+before and after each call like Django does around a request.
 
 The parent records which databases the pool was started with (a pool-start hook), and restarts the
 pool on the next ``Task()`` if they changed: the test runner swaps NAME for the test database
@@ -28,6 +31,7 @@ from django.db import close_old_connections, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from multicore import hooks
+from multicore import settings as multicore_settings
 from multicore._pool import lifecycle
 from multicore.exceptions import MulticoreWarning
 
@@ -99,6 +103,19 @@ def _on_supervisor_start() -> None:
 
 def _on_worker_start() -> None:
     reset_inherited_connections()
+    _worker_policy()
+
+
+def _worker_policy() -> None:
+    """A worker's connections: kept ``"worker-conn-max-age"`` seconds, health-checked.
+
+    Set on this worker's own wrappers (a copy of each settings dict, so ``settings.DATABASES``
+    is not changed), before any of them connects.
+    """
+    max_age = multicore_settings.get_config()["worker-conn-max-age"]
+    for alias in connections:
+        conn = connections[alias]
+        conn.settings_dict = {**conn.settings_dict, "CONN_MAX_AGE": max_age, "CONN_HEALTH_CHECKS": True}
 
 
 def _on_worker_exit() -> None:
