@@ -137,7 +137,8 @@ def _serialize(view, request, rows) -> Any:
         _count(f"fallback:{reason}")
         logger.debug("multicore.drf: %s served sequentially (%s)", type(view).__name__, reason)
         return _sequential(view, rows)
-    task = multicore.Task() if _cores_free(view) else None
+    # Always the local pool: a page's rows are rendered here, whatever the configured backend.
+    task = multicore.Task(backend="local") if _cores_free(view) else None
     if task is None:
         _count("fallback:busy")
         logger.debug("multicore.drf: %s served sequentially (busy)", type(view).__name__)
