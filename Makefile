@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps install demo lint test test-rust test-core test-python test-postgres test-matrix test-bench bench bench-servers clean
+.PHONY: help system-deps install demo lint test test-rust test-core test-python test-postgres test-matrix test-bench bench bench-servers bench-dask clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -42,15 +42,20 @@ test-rust: ## the engine's own tests (no Python)
 
 CORE_TESTS := tests/core tests/faults
 DB_TESTS := tests/django tests/drf tests/servers tests/batch
+# The dask tests start real clusters (tests/dask/cluster.py); none may outlive them.
+DASK_TESTS := tests/dask
+NO_DASK_LEFT = @! pgrep -fa 'dask (scheduler|worker)' || { echo "dask processes survived the tests"; exit 1; }
 
 test-core: install ## the Django-free core's tests with Django never imported (no pytest-django, no settings)
 	$(PY) -m pytest -o addopts="-ra --strict-markers" -p no:django $(CORE_TESTS) $(CORE_ARGS)
 
-test-python: install ## the Django suites on SQLite (or the tests named in PYTEST_ARGS)
-	MULTICORE_TEST_DB=sqlite $(PY) -m pytest $(if $(filter tests/%,$(PYTEST_ARGS)),,$(DB_TESTS)) $(PYTEST_ARGS)
+test-python: install ## the Django suites and the dask cluster tests on SQLite (or the tests named in PYTEST_ARGS)
+	MULTICORE_TEST_DB=sqlite $(PY) -m pytest $(if $(filter tests/%,$(PYTEST_ARGS)),,$(DB_TESTS) $(DASK_TESTS)) $(PYTEST_ARGS)
+	$(NO_DASK_LEFT)
 
 test-postgres: install ## the database suites again on PostgreSQL (127.0.0.1:5432); they fail if it is down
-	MULTICORE_TEST_DB=postgres $(PY) -m pytest $(DB_TESTS) $(PYTEST_ARGS)
+	MULTICORE_TEST_DB=postgres $(PY) -m pytest $(DB_TESTS) $(DASK_TESTS)/test_django.py $(PYTEST_ARGS)
+	$(NO_DASK_LEFT)
 
 test-matrix: ## the Python suites again on CPython 3.13 and 3.14 with Django 6.x, in cached Debian roots (docs/versions.md)
 	CORE_TESTS="$(CORE_TESTS)" DB_TESTS="$(DB_TESTS)" PYTEST_ARGS="$(PYTEST_ARGS)" .ci/matrix $(MATRIX)
@@ -64,6 +69,8 @@ bench: install ## the core benchmark against multiprocessing, concurrent.futures
 
 bench-servers: install ## the DRF list patch at 1,000 rows under gunicorn, uWSGI, mod_wsgi and granian
 	$(PY) benchmarks/servers.py
+bench-dask: install ## the dask backend against the local pool and plain distributed (starts its own cluster)
+	$(PY) benchmarks/dask.py
 
 clean: ## remove build output and the virtualenv
 	rm -rf $(VENV) target example_project/db.sqlite3

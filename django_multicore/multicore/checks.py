@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -26,6 +27,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="multicore.E007",
             )
         )
+    found.extend(_dask_problems(user))
     workers = user.get("workers")
     if workers is not None:
         from multicore._pool.lifecycle import usable_cpus
@@ -40,6 +42,32 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="multicore.W001",
                 )
             )
+    return found
+
+
+def _dask_problems(user: Any) -> list[checks.CheckMessage]:
+    """E031, W030: what the dask backend needs (docs/dask.md)."""
+    if user.get("backend") != "dask":
+        return []
+    found: list[checks.CheckMessage] = []
+    missing = [name for name in ("dask", "distributed") if importlib.util.find_spec(name) is None]
+    if missing:
+        found.append(
+            checks.Error(
+                f'MULTICORE["backend"] is "dask" but {" and ".join(missing)} cannot be imported.',
+                hint="pip install 'django-multicore[dask]'",
+                id="multicore.E031",
+            )
+        )
+    if not user.get("dask-address") and not os.environ.get("DASK_SCHEDULER_ADDRESS"):
+        found.append(
+            checks.Warning(
+                'MULTICORE["backend"] is "dask" but no scheduler address is set: the first Task() '
+                "will raise ConfigurationError.",
+                hint='Set MULTICORE["dask-address"] (e.g. "tcp://scheduler:8786") or DASK_SCHEDULER_ADDRESS.',
+                id="multicore.W030",
+            )
+        )
     return found
 
 

@@ -24,7 +24,7 @@ from multicore.exceptions import ConfigurationError, MulticoreTypeError
 
 __all__ = ["Options", "Rule", "Problem", "rules", "problem", "current", "validate", "set_provider", "parse_size"]
 
-Kind = Literal["int", "number", "bytes", "bool", "choice"]
+Kind = Literal["int", "number", "bytes", "bool", "choice", "address"]
 
 # max_payload travels as a u64 (the binding refuses anything larger).
 _U64_MAX = 2**64 - 1
@@ -49,6 +49,8 @@ class Rule:
             text = "one of " + ", ".join(map(repr, self.choices))
         elif self.kind == "bool":
             text = "True or False"
+        elif self.kind == "address":
+            text = "a Dask scheduler address such as 'tcp://scheduler:8786'"
         else:
             noun = {"int": "an integer", "number": "a number", "bytes": "a number of bytes"}[self.kind]
             text = noun + _range(self.minimum, self.maximum)
@@ -114,6 +116,11 @@ class Options:
         doc="What database-reading helpers do inside the caller's atomic() block.")
     worker_conn_max_age: float | None = _option(None, "number", minimum=0, nullable=True, pool=False,
         doc="Seconds a worker keeps its database connection across calls; None = the worker's life.")
+    # Where Task() runs calls (docs/dask.md): read by every Task(); the address when a process connects.
+    backend: str = _option("local", "choice", choices=("local", "dask"),
+        doc='Where Task() runs calls: "local" (this machine\'s pool) or "dask" (a Dask cluster).')
+    dask_address: str | None = _option(None, "address", nullable=True,
+        doc='The Dask scheduler, "tcp://host:8786" or "tls://host:8786"; None = $DASK_SCHEDULER_ADDRESS.')
     # fmt: on
 
 
@@ -148,13 +155,15 @@ class Problem:
 
     field: str
     value: Any
-    code: Literal["type", "size", "range", "choice"]
+    code: Literal["type", "size", "range", "choice", "address"]
     rule: Rule
 
     def message(self, name: str) -> str:
         """The problem, with the option spelled ``name`` (a keyword, or ``MULTICORE['key']``)."""
         if self.code == "size":
             return f"{name} is not a size: {self.value!r}"
+        if self.code == "address":
+            return f"{name} is not a Dask scheduler address: {self.value!r:.80}"
         if self.code == "type":
             return f"{name} must be {self.rule.expected()}, got {type(self.value).__name__}: {self.value!r:.80}"
         return f"{name} must be {self.rule.expected()}, got {self.value!r:.80}"
@@ -166,6 +175,8 @@ class Problem:
             return 'write a number of bytes (536870912) or a size such as "512MB", "1.5GB", "800KiB"' + (
                 ", or None" if self.rule.nullable else ""
             )
+        if self.code == "address":
+            return 'write e.g. "tcp://scheduler:8786" or "tls://scheduler:8786", or None for $DASK_SCHEDULER_ADDRESS'
         if self.code == "choice":
             return f"use one of {', '.join(map(repr, self.rule.choices))}; the default is {default!r}"
         return f"use {self.rule.expected()}; the default is {default!r}"
@@ -178,6 +189,10 @@ def coerce(field: str, value: Any) -> tuple[Any, Problem | None]:
         return None, (None if rule.nullable else Problem(field, value, "type", rule))
     if rule.kind == "choice":
         return value, (None if value in rule.choices else Problem(field, value, "choice", rule))
+    if rule.kind == "address":
+        if not isinstance(value, str):
+            return value, Problem(field, value, "type", rule)
+        return value, (None if valid_address(value) else Problem(field, value, "address", rule))
     if rule.kind == "bytes" and isinstance(value, str):
         parsed = parse_size(value)
         if parsed is None:
@@ -194,6 +209,20 @@ def coerce(field: str, value: Any) -> tuple[Any, Problem | None]:
     if (rule.minimum is not None and value < rule.minimum) or (rule.maximum is not None and value > rule.maximum):
         return value, Problem(field, value, "range", rule)
     return value, None
+
+
+#: Schemes of a Dask scheduler address (distributed.comm); "host:port" alone means tcp.
+ADDRESS_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+
+
+def valid_address(value: str) -> bool:
+    """A Dask scheduler address: ``scheme://host:port`` with a known scheme, or ``host:port``."""
+    if not value.strip() or value != value.strip():
+        return False
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "tcp", value
+    return scheme in ADDRESS_SCHEMES and bool(rest) and (scheme == "inproc" or ":" in rest)
 
 
 def problem(field: str, value: Any) -> Problem | None:

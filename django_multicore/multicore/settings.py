@@ -40,7 +40,13 @@ DEFAULTS: Mapping[str, Any] = {key: options.DEFAULTS[field] for key, field in KE
 parse_size = options.parse_size
 
 # Check id per kind of problem (docs/checks.md).
-_IDS = {"type": "multicore.E003", "range": "multicore.E004", "choice": "multicore.E005", "size": "multicore.E006"}
+_IDS = {
+    "type": "multicore.E003",
+    "range": "multicore.E004",
+    "choice": "multicore.E005",
+    "size": "multicore.E006",
+    "address": "multicore.E030",
+}
 _EXAMPLES = {"int": "4", "number": "0.85", "bytes": '"512MB"', "bool": "True"}
 
 
@@ -88,6 +94,9 @@ def _check_message(key: str, bad: options.Problem) -> checks.Error:
             ' "sequential" warns and lets helpers take the sequential path; "raise" raises'
             " TransactionManagementError. See docs/database.md."
         )
+    elif key in ("backend", "dask-address"):
+        hint += ' "dask" runs calls on a Dask cluster at "dask-address"; see docs/dask.md.'
+
     return checks.Error(bad.message(f"MULTICORE[{key!r}]") + ".", hint=hint, id=_IDS[bad.code])
 
 

@@ -18,7 +18,7 @@ import time
 import warnings
 from typing import Any
 
-from multicore import _core, hooks
+from multicore import _core, backends, hooks
 from multicore import options as _options
 from multicore._pool import process
 from multicore.exceptions import ConfigurationError
@@ -132,6 +132,8 @@ def initialize(workers: int | None = None, *, force: bool = False, **options: An
         return
     global _pool
     opts = _options.current(workers=workers, **options)
+    if backends.initialize(options.get("backend"), opts):
+        return  # a remote backend (docs/dask.md) took it; the local pool starts on its first use
     with _locked():
         _drop_unusable()
         if _pool is None:
@@ -201,6 +203,7 @@ def _drop_unusable() -> None:
 def shutdown() -> None:
     """Stops this process's workers and frees the shared memory (idempotent)."""
     global _pool
+    backends.shutdown()
     with _locked():
         _forget_inherited()
         pool, _pool = _pool, None
@@ -209,7 +212,11 @@ def shutdown() -> None:
 
 
 def default_workers() -> int:
-    """The worker count of this process's pool, or the one it would start with."""
+    """The worker count of this process's pool, or the one it would start with (with the dask
+    backend as default: the cluster's worker threads)."""
+    remote = backends.workers()
+    if remote is not None:
+        return remote
     pool = owned()
     if pool is not None:
         return pool.workers
@@ -240,10 +247,10 @@ def warm_up(timeout: float = 10.0) -> bool:
     """
     if in_worker():
         return False
-    initialize()
+    ensure_pool()  # always the local pool: the DRF patch and the servers' hooks use it
     deadline = time.monotonic() + timeout
     while True:
-        info = pool_info()
+        info = _local_info()
         workers = info["workers"]
         if info["running"] and workers and all(w["pid"] and w["state"] in ("idle", "busy") for w in workers):
             return True
@@ -253,17 +260,24 @@ def warm_up(timeout: float = 10.0) -> bool:
 
 
 def pool_info() -> dict[str, Any]:
-    """A snapshot of this process's pool: worker pids and states, counters, options."""
+    """A snapshot of this process's pool: worker pids and states, counters, options. With the
+    dask backend as default: the scheduler and its workers (docs/dask.md)."""
+    remote = backends.info()
+    return remote if remote is not None else _local_info()
+
+
+def _local_info() -> dict[str, Any]:
     pool = owned()
     if pool is None and _pool is not None:
         with _locked():
             _forget_inherited()
     if pool is None:
-        return {"running": False, "workers": [], "pid": os.getpid()}
+        return {"backend": "local", "running": False, "workers": [], "pid": os.getpid()}
     info = pool.core.info()
     info["running"] = pool.core.alive() and info["state"] == "running"
     info["pid"] = pool.pid
     info["options"] = pool.options
+    info["backend"] = "local"
     return info
 
 

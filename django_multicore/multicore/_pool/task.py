@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sized
 from typing import Any, Literal, cast
 
-from multicore import _core
+from multicore import _core, backends
 from multicore import options as _options
 from multicore._pool import aio, lifecycle, wire
 from multicore.exceptions import (
@@ -92,6 +92,7 @@ class Task:
     ``Task()`` returns ``None`` instead of a Task when the machine is busy (the 1-minute load
     average is above ``max_load_average`` per CPU) or when called inside a multicore worker; the
     caller then does the work itself. A Task belongs to the thread that created it.
+    ``backend`` ("local" or "dask") overrides the configured backend for this Task (docs/dask.md).
     """
 
     __slots__ = ("_calls", "_complete", "_harvested", "_loop", "_lost_seen", "_pool", "_timeout")
@@ -103,10 +104,16 @@ class Task:
     _lost_seen: int
     _loop: asyncio.AbstractEventLoop | None
 
-    def __new__(cls, max_load_average: float | None = None, timeout: float | None = None) -> Task | None:  # type: ignore[misc]
-        if lifecycle.in_worker():
-            return None
+    def __new__(  # type: ignore[misc]
+        cls, max_load_average: float | None = None, timeout: float | None = None, backend: str | None = None
+    ) -> Task | None:
+        if lifecycle.in_worker() or backends.in_remote_call():
+            return None  # no nested pools
         options = _options.current()
+        name = backends.resolve(backend, options)
+        if name != backends.LOCAL:
+            # The same API on another backend (docs/dask.md); the load guard is about this machine.
+            return cast("Task | None", backends.task(name, timeout, options))
         limit = max_load_average if max_load_average is not None else options.max_load_average
         if limit is not None and machine_busy(limit):
             return None

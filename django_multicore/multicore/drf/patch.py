@@ -117,7 +117,8 @@ def _prepare(view, request, queryset) -> tuple[Any, ListContext, bytes] | str:
     reason = policy.refusal(view, request)
     if reason is not None:
         return reason
-    task = multicore.Task() if policy.cores_free(view) else None
+    # Always the local pool: a page's rows are rendered here, whatever the configured backend.
+    task = multicore.Task(backend="local") if policy.cores_free(view) else None
     if task is None:
         return "busy"
     try:
