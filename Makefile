@@ -35,7 +35,7 @@ lint: install ## ruff (check and format), mypy, stubtest for _core.pyi, cargo fm
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-test: install test-rust test-bench test-core test-python test-postgres test-matrix ## run every test (Rust, benchmark smoke, the core without Django, Python on SQLite and PostgreSQL, the CPython/Django matrix)
+test: install test-rust test-bench test-core test-python test-postgres ## run every test on the host (Rust, benchmark smoke, the core without Django, Python on SQLite and PostgreSQL); `make test-matrix` adds CPython 3.13/3.14 with Django 6.x
 
 test-rust: ## the engine's own tests (no Python)
 	cargo test -p multicore-engine --lib --tests --quiet
