@@ -22,6 +22,7 @@ def rss_mb(pid):
                 return int(line.split()[1]) / 1024
 
 multicore.initialize(workers=2, **OPTIONS)
+assert multicore.warm_up(30)  # every worker has a pid before we read their memory
 for i in range(50):
     t = Task(); t.run(echo, i); t.get()
 pids = [os.getpid()] + [w["pid"] for w in multicore.pool_info()["workers"]]
