@@ -42,6 +42,13 @@ def in_worker(i):
     return os.getpid()
 
 
+def _replaced(killed: set[int]):
+    def check() -> bool:
+        return all(w["state"] == "idle" and w["pid"] not in killed for w in multicore.pool_info()["workers"])
+
+    return check
+
+
 def fork_while_caller_threads_hold_locks(cycles: str) -> None:
     assert sys.warnoptions == ["error::DeprecationWarning"], sys.warnoptions
     # Everything printed goes to /dev/null, so the spam is free; the lock is what matters.
@@ -67,10 +74,12 @@ def fork_while_caller_threads_hold_locks(cycles: str) -> None:
             pids = set(t.get(timeout=20))
             assert pids, pids
             # Respawn: the replacements are forked by the supervisor while our threads keep going.
-            for pid in [w["pid"] for w in multicore.pool_info()["workers"] if w["pid"]]:
+            killed = {w["pid"] for w in multicore.pool_info()["workers"] if w["pid"]}
+            for pid in killed:
                 with contextlib.suppress(ProcessLookupError):  # already gone is as good
                     os.kill(pid, signal.SIGKILL)
-            assert wait_for(lambda: all(w["state"] == "idle" for w in multicore.pool_info()["workers"]), 10) is not None
+            # Idle replacements: a killed worker may still read "idle" until the supervisor reaps it.
+            assert wait_for(_replaced(killed), 10) is not None
         multicore.shutdown()
 
     stop.set()
