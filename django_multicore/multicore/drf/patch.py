@@ -145,9 +145,11 @@ def _load_queryset(blob: bytes):
 def _by_keys(view, task, context: tuple[ListContext, bytes], queryset, queryset_blob: bytes | None, keys: list) -> Any:
     """The rows with these keys, fetched and serialized by the workers, in the order of ``keys``."""
     if len(keys) < policy.min_items():
-        # The page is shorter than its size promised: the parent fetches and serializes it.
+        # The page is shorter than its size promised: DRF serves it, with its own query (rows
+        # refetched by key would come in the keys' order, which an unordered queryset need not
+        # share with DRF's query).
         policy.count("fallback:small", view)
-        return view.get_serializer(_rows.fetch(queryset, keys), many=True).data
+        return _REDO
     calls = [(serialize_keys, context[1], queryset_blob, chunk) for chunk in _split(keys)]
     return _run(view, task, calls, keys, context[0], "")
 
