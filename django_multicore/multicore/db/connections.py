@@ -115,6 +115,8 @@ def _worker_policy() -> None:
     max_age = multicore_settings.get_config()["worker-conn-max-age"]
     for alias in connections:
         conn = connections[alias]
+        if (conn.settings_dict.get("OPTIONS") or {}).get("pool"):
+            continue  # Django's connection pool keeps connections itself (and refuses CONN_MAX_AGE)
         conn.settings_dict = {**conn.settings_dict, "CONN_MAX_AGE": max_age, "CONN_HEALTH_CHECKS": True}
 
 
