@@ -9,7 +9,7 @@ import collections
 import itertools
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any, Literal, cast
 
 from multicore import _core, backends
@@ -276,22 +276,43 @@ class Task:
         """Waits for ``call`` (first of ``calls``, call number ``offset``) like get() waits."""
         core = self._pool.core
         deadline = None if timeout is None else time.monotonic() + timeout
-        while call.outcome is None:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            call.outcome = core.wait(call.slot, call.ticket, remaining, self._lost_seen)
-            if call.outcome is not None:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutExceededError(
-                    f"Task.imap() waited {timeout}s for the result of call {offset} ({call.name}); "
-                    "the calls in flight were stopped and their workers replaced"
-                )
-            self._lost_seen = core.lost_seq()
+
+        def check_lost() -> None:
+            self._lost_seen = core.lost_seq()  # read before the scan, so no death falls between
             for index, other in enumerate(calls):
                 if other.outcome is None:
                     other.outcome = core.take(other.slot, other.ticket)
                 self._raise_if_lost(offset + index, other, offset + len(calls))
+
+        self._wait_for(
+            call,
+            deadline,
+            lambda: TimeoutExceededError(
+                f"Task.imap() waited {timeout}s for the result of call {offset} ({call.name}); "
+                "the calls in flight were stopped and their workers replaced"
+            ),
+            check_lost,
+        )
         self._raise_if_lost(offset, call, offset + len(calls))
+
+    def _wait_for(
+        self,
+        call: _Call,
+        deadline: float | None,
+        timed_out: Callable[[], TimeoutExceededError],
+        check_lost: Callable[[], None],
+    ) -> None:
+        """Blocks until ``call`` has an outcome. Raises ``timed_out()`` at ``deadline``; a wake-up
+        for some worker's death runs ``check_lost`` (which raises if the death was one of ours)."""
+        core = self._pool.core
+        while call.outcome is None:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            call.outcome = core.wait(call.slot, call.ticket, remaining, self._lost_seen)
+            if call.outcome is not None:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise timed_out()
+            check_lost()
 
     def _submit_when_full(self, tag: int, payload: Any) -> tuple[int, int]:
         """``run()`` found every slot in use: make room, by collecting our own finished results
@@ -352,19 +373,15 @@ class Task:
         return results
 
     def _wait_all(self, deadline: float | None, timeout: float | None, collect: Any = None) -> None:
-        core = self._pool.core
+        def timed_out() -> TimeoutExceededError:
+            return TimeoutExceededError(
+                f"Task.get() timed out after {timeout}s with {self._pending()} of "
+                f"{len(self._calls)} calls unfinished; they were stopped and their workers replaced"
+            )
+
         for index, call in enumerate(self._calls):
-            while call.outcome is None:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                call.outcome = core.wait(call.slot, call.ticket, remaining, self._lost_seen)
-                if call.outcome is not None:
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutExceededError(
-                        f"Task.get() timed out after {timeout}s with {self._pending()} of "
-                        f"{len(self._calls)} calls unfinished; they were stopped and their workers replaced"
-                    )
-                self._check_lost()  # woken because some worker died: is it one of ours?
+            # Woken because some worker died: _check_lost asks whether it was one of ours.
+            self._wait_for(call, deadline, timed_out, self._check_lost)
             self._raise_if_lost(index, call, len(self._calls))
             if collect is not None:
                 collect(call)
