@@ -42,7 +42,7 @@ from multicore.exceptions import MulticoreWarning
 # this directory goes last on the import path, for _util only.
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
-from _util import machine_line, nap, tiny
+from _util import machine_line, nap, tiny  # noqa: E402
 
 WORKERS = 2
 
