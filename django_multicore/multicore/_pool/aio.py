@@ -200,6 +200,7 @@ class LoopWaiter:
     async def wait_for_slot(self, retry: bool = False) -> None:
         """Waits, in arrival order, until a slot may be free (``retry``: this coroutine was woken
         but lost the slot to another thread, so it goes first again)."""
+        global _slot_waiting
         future: asyncio.Future[None] = self.loop.create_future()
         if retry:
             self.slot_waiters.appendleft(future)
@@ -207,7 +208,13 @@ class LoopWaiter:
             self.slot_waiters.append(future)
         if self._recheck is None:
             self._recheck = self.loop.call_later(SLOT_RECHECK, self._recheck_slots)
-        await future
+        # Not locked: a count gone wrong by a lost update between threads costs a needless lookup,
+        # or a wake-up left to the 2 ms re-check; never a lost waiter.
+        _slot_waiting += 1
+        try:
+            await future
+        finally:
+            _slot_waiting -= 1
 
     def _recheck_slots(self) -> None:
         """The timer for slots freed elsewhere: wakes the head waiter to try again."""
@@ -264,6 +271,8 @@ class LoopWaiter:
 
 
 _lock = threading.Lock()
+# arun()s waiting for a slot, in every loop: aget()'s fast path looks no waiter up while it is 0.
+_slot_waiting = 0
 _waiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWaiter] = weakref.WeakKeyDictionary()
 
 
@@ -308,6 +317,8 @@ def waiter_for(loop: asyncio.AbstractEventLoop, pool: Any) -> LoopWaiter:
 
 def slots_freed(loop: asyncio.AbstractEventLoop, pool: Any, count: int) -> None:
     """``count`` slots of ``pool`` were freed on ``loop``: wakes its slot waiters, if it has any."""
+    if not _slot_waiting:
+        return
     waiter = _waiters.get(loop)
     if waiter is not None and waiter.pool is pool:
         waiter.slots_freed(count)
