@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps install demo lint test test-rust test-core test-python test-postgres test-matrix test-bench bench bench-servers bench-dask clean
+.PHONY: help system-deps install demo lint test test-rust test-core test-python test-postgres test-matrix test-bench bench bench-servers bench-async bench-dask clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -24,7 +24,7 @@ $(VENV)/.installed: $(RUST_SOURCES) | system-deps
 
 install: $(VENV)/.installed ## create .venv and build multicore (Rust + Python) into it
 
-demo: install ## run the example project on SQLite under gunicorn, patched and not
+demo: install ## run the example project on SQLite under gunicorn (patched and not) and uvicorn (an async view)
 	$(PY) example_project/demo.py
 
 lint: install ## ruff (check and format), mypy, stubtest for _core.pyi, cargo fmt and clippy
@@ -66,6 +66,9 @@ test-bench: install ## the benchmark's smoke run: it still works (its figures ar
 
 bench: install ## the core benchmark against multiprocessing, concurrent.futures and loky
 	$(PY) benchmarks/core.py
+
+bench-async: install ## awaiting the pool (arun/aget) against run_in_executor, anyio.to_process and sync_to_async
+	$(PY) benchmarks/async.py
 
 bench-servers: install ## the DRF list patch at 1,000 rows under gunicorn, uWSGI, mod_wsgi and granian
 	$(PY) benchmarks/servers.py

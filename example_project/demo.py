@@ -11,7 +11,10 @@ gunicorn.conf.py), then shows:
   patch turned off for it (``/api/product-sequential/``), same rows, timings side by side;
 * a view and a report that use ``multicore.Task`` directly (``/keywords/``, ``/report/``);
 
-stops gunicorn, checking nothing is left running, and then runs a resumable batch job
+stops gunicorn, checking nothing is left running; serves the same project with uvicorn (ASGI) and
+times its async view ``/async-report/`` (the scoring awaited on the pool with ``arun()``/
+``aget()``) against the same view doing the work inline, checking again that nothing is left
+when uvicorn stops; and then runs a resumable batch job
 (``manage.py runbatch catalog-quality``: a backfill of a derived column), interrupts it with
 Ctrl-C (SIGINT) and reruns it, which resumes where it stopped. Set DATABASE_URL to use PostgreSQL.
 """
@@ -33,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import runner
 
 
-def timed(server: runner.Gunicorn, url: str, repeat: int = 5) -> tuple[float, bytes]:
+def timed(server: runner.Server, url: str, repeat: int = 5) -> tuple[float, bytes]:
     times, body = [], b""
     for _ in range(repeat):
         status, body, seconds = server.request(url)
@@ -85,7 +88,31 @@ def main() -> None:
         print(f"   stopped; processes left behind: {left or 'none'}")
         if left:
             raise SystemExit(1)
+        async_demo(env, os.path.join(tmp, "uvicorn.log"))
         batch_demo(env)
+
+
+def async_demo(env: dict[str, str], log: str) -> None:
+    """The async view under uvicorn: arun()/aget() on the pool vs the same work inline."""
+    print("6. uvicorn (ASGI, exampleproject.asgi with multicore.asgi.MulticoreMiddleware), an async view:")
+    with runner.Uvicorn(env, workers=1, log_file=log) as server:
+        [(supervisor, pool)] = server.tree()[server.master].items()
+        print(f"   uvicorn pid {server.master}: multicore supervisor {supervisor}, workers {pool}")
+        fast, a = timed(server, "/async-report/")
+        slow, b = timed(server, "/async-report/?inline=1")
+        pooled, inline = json.loads(a), json.loads(b)
+        same = pooled["categories"] == inline["categories"]
+        print(
+            f"   /async-report/ awaiting the pool (arun/aget): {fast:.1f}ms, computed by workers "
+            f"{pooled['computed_by']}\n   the same work inline (?inline=1):            {slow:.1f}ms  "
+            f"-> {slow / fast:.2f}x, same numbers: {same}"
+        )
+        everything = server.everything()
+        print("   stopping uvicorn...")
+    left = [pid for pid in everything if runner.alive(pid)]
+    print(f"   stopped; processes left behind: {left or 'none'}")
+    if left or not same:
+        raise SystemExit(1)
 
 
 def _runbatch(env: dict[str, str], *args: str) -> subprocess.Popen:
@@ -116,7 +143,7 @@ def batch_demo(env: dict[str, str]) -> None:
     """A backfill with `manage.py runbatch`: interrupted by Ctrl-C, then resumed."""
     env = {**env, "CATALOG_QUALITY_ROUNDS": "3000"}  # about 1.5 ms a product, so there is time to interrupt
     args = ("catalog-quality", "--chunk-size", "50", "--progress", "log", "--progress-interval", "0.5")
-    print("6. A resumable batch job: backfilling Product.quality (catalog/batches.py) with")
+    print("7. A resumable batch job: backfilling Product.quality (catalog/batches.py) with")
     print(f"   manage.py runbatch {' '.join(args)}")
     proc = _runbatch(env, *args)
     deadline = time.monotonic() + 60
@@ -128,7 +155,7 @@ def batch_demo(env: dict[str, str]) -> None:
     _show(out)
     print(f"   exit status {proc.returncode} (130: interrupted, resumable)")
     _show(runner.manage("runbatch", "--status", env=env))
-    print("7. The same command again resumes: chunks already done are skipped:")
+    print("8. The same command again resumes: chunks already done are skipped:")
     proc = _runbatch(env, *args)
     out, _ = proc.communicate(timeout=300)
     _show(out)

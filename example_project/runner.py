@@ -2,9 +2,10 @@
 and the HTTP benchmarks): database set-up, start, readiness, process tree, clean stop.
 
 Every server runs the same app (``exampleproject.wsgi:application``, or ``exampleproject.asgi``
-for granian's ASGI interface). A server's *hosts* are the processes that serve requests and so
-must each hold one multicore pool: gunicorn and uWSGI workers, mod_wsgi daemon processes,
-granian workers. Nothing else in the tree may hold one.
+for granian's ASGI interface, uvicorn and gunicorn's uvicorn worker). A server's *hosts* are the
+processes that serve requests and so must each hold one multicore pool: gunicorn and uWSGI
+workers, mod_wsgi daemon processes, granian and uvicorn workers. Nothing else in the tree may
+hold one.
 """
 
 from __future__ import annotations
@@ -235,9 +236,13 @@ class Gunicorn(Server):
         preload: bool = False,
         max_requests: int = 0,
         timeout: int = 30,
+        app: str | None = None,
         log_file: str | None = None,
     ) -> None:
         super().__init__(env, workers=workers, log_file=log_file)
+        # app: another entry point than gunicorn.conf.py's WSGI one, e.g. "exampleproject.asgi:application"
+        # with worker_class="uvicorn_worker.UvicornWorker".
+        self.app = [app] if app else []
         self.args = [
             "--workers",
             str(workers),
@@ -265,7 +270,12 @@ class Gunicorn(Server):
             "--bind",
             f"127.0.0.1:{self.port}",
             *self.args,
+            *self.app,
         ]
+
+    def restart(self) -> None:
+        """SIGHUP: gunicorn starts new workers, then stops the old ones gracefully."""
+        os.kill(self.master, signal.SIGHUP)
 
 
 class Uwsgi(Server):
@@ -385,4 +395,41 @@ class Granian(Server):
         ]
 
 
-SERVERS = {cls.name: cls for cls in (Gunicorn, Uwsgi, ModWsgi, Granian)}
+class Uvicorn(Server):
+    """uvicorn serving ``exampleproject.asgi``. With ``workers`` > 1 a manager process spawns that
+    many fresh interpreters (multiprocessing's spawn: no fork, each imports the app itself) and
+    respawns any that dies; with 1 the uvicorn process itself serves."""
+
+    name = "uvicorn"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--lifespan",
+            "off",  # Django does not speak it
+            "--timeout-graceful-shutdown",
+            "5",
+            "--no-access-log",
+            "exampleproject.asgi:application",
+        ]
+
+    def hosts(self) -> list[int]:
+        if self.workers == 1:
+            return [self.master]
+        # The manager's other child is multiprocessing's resource tracker: it holds no app.
+        return [pid for pid in children(self.master) if "spawn_main" in cmdline(pid)]
+
+    def restart(self) -> None:
+        """SIGHUP: the manager replaces its workers one by one, each new one serving before the old stops."""
+        os.kill(self.master, signal.SIGHUP)
+
+
+SERVERS = {cls.name: cls for cls in (Gunicorn, Uwsgi, ModWsgi, Granian, Uvicorn)}

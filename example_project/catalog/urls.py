@@ -17,5 +17,6 @@ urlpatterns = [
     path("api/", include(router.urls)),
     path("keywords/", views.keyword_cloud, name="keyword-cloud"),
     path("report/", views.category_report, name="category-report"),
+    path("async-report/", views.async_report, name="async-report"),
     path("pool/", views.pool, name="pool"),
 ]

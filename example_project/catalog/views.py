@@ -145,6 +145,28 @@ def category_report(request):
     )
 
 
+async def async_report(request):
+    """The /report/ numbers from an async view: the scoring awaited on this server process's pool
+    with ``arun()``/``aget()`` while the event loop serves other requests. ``?inline=1`` runs the
+    same work in this process instead (the demo and the benchmark compare the two); ``?hold=``
+    see ``catalog.report.abuild_report``."""
+    from catalog.report import abuild_report
+
+    began = time.perf_counter()
+    rows, parallel, pids = await abuild_report(
+        parallel=request.GET.get("inline") != "1", hold=float(request.GET.get("hold", 0))
+    )
+    return JsonResponse(
+        {
+            "categories": rows,
+            "parallel": parallel,
+            "computed_by": pids,
+            "served_by": os.getpid(),
+            "seconds": round(time.perf_counter() - began, 4),
+        }
+    )
+
+
 def pool(request):
     """This server process's pid and its multicore pool (supervisor and worker pids).
 

@@ -13,7 +13,7 @@ import pytest
 
 import multicore
 from multicore import Task
-from multicore._pool import aio
+from multicore._pool import aio, lifecycle
 from multicore.exceptions import (
     EventLoopMismatchError,
     MulticoreWarning,
@@ -219,6 +219,58 @@ async def test_more_calls_than_slots_await_a_free_slot(pool):
             await task.arun(helpers.sleep_then, 0.03, i)
         assert await task.aget() == list(range(10))
     assert beat.ticks > 10
+
+
+@pytest.mark.asyncio
+async def test_many_tasks_on_a_full_pool_wait_in_line_for_slots(pool):
+    """Single-call Tasks beyond the slots queue on the loop: each result taken frees a slot for
+    the next waiter (no timed retries needed); a waiter cancelled in line gives its turn on."""
+    multicore.shutdown()
+    multicore.initialize(workers=2, slots=2)
+
+    async def one(i: int) -> list[int]:
+        task = Task()
+        await task.arun(helpers.sleep_then, 0.002, i)
+        return await task.aget()
+
+    with Heartbeat() as beat:
+        coroutines = [asyncio.ensure_future(one(i)) for i in range(60)]
+        await asyncio.sleep(0)
+        coroutines[30].cancel()  # waiting in line for a slot
+        results = await asyncio.gather(*coroutines, return_exceptions=True)
+    assert isinstance(results[30], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i != 30] == [[i] for i in range(60) if i != 30]
+    assert beat.worst_gap < 0.5 and multicore.pool_info()["slots_in_use"] == 0
+    waiter = aio.waiter_for(asyncio.get_running_loop(), lifecycle.ensure_pool())
+    assert not waiter.slot_waiters and not waiter.arrived
+
+
+def test_a_slot_freed_by_another_thread_reaches_a_waiting_loop(pool):
+    """Slots held by another thread's Task ring no loop: the waiting arun() finds them by the
+    loop's re-check and goes on as soon as they are freed."""
+    multicore.shutdown()
+    multicore.initialize(workers=2, slots=2)
+    held, released = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        task = Task()
+        task.run(helpers.sleep_then, 0.3, "a")
+        task.run(helpers.sleep_then, 0.3, "b")
+        held.set()
+        assert task.get() == ["a", "b"]
+        released.set()
+
+    async def after() -> list[str]:
+        task = Task()
+        await task.arun(helpers.identity, "c")  # waits for one of the thread's slots
+        return await task.aget()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(10)
+    assert asyncio.run(after()) == ["c"]
+    thread.join(10)
+    assert released.is_set()
 
 
 def test_two_loops_in_two_threads(pool):

@@ -331,16 +331,20 @@ class Task:
             if handle is not None:
                 return handle
 
-    def _harvest_finished(self) -> None:
-        """Collects, in order, every result that is already there (frees their slots)."""
+    def _harvest_finished(self) -> int:
+        """Collects, in order, every result that is already there; returns how many slots that
+        freed (results taken here, not earlier)."""
         core, calls = self._pool.core, self._calls
+        freed = 0
         while self._harvested < len(calls):
             call = calls[self._harvested]
             if call.outcome is None:
                 call.outcome = core.take(call.slot, call.ticket)
                 if call.outcome is None:
-                    return
+                    return freed
+                freed += 1
             self._harvested += 1
+        return freed
 
     def get(self, timeout: float | None = None) -> list[Any]:
         """Returns every call's result in submission order.
@@ -444,27 +448,27 @@ class Task:
         tag, payload = self._encode(fn, args, kwargs, serialization_format, use_dill)
         core = self._pool.core
         handle = core.submit(tag, payload)
+        retry = False
         while handle is None:
             try:
-                await self._make_room(loop)
+                await self._make_room(loop, retry)
             except BaseException:
                 self._complete = True
                 self._cancel_pending(kill=True)
                 raise
             handle = core.submit(tag, payload)
+            retry = True
         self._calls.append(_Call(*handle, fn))
 
-    async def _make_room(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _make_room(self, loop: asyncio.AbstractEventLoop, retry: bool) -> None:
         """Every slot is taken: await one of our own calls (its slot is freed when it is taken),
-        or, holding none, give other Tasks a moment to free one."""
-        self._harvest_finished()
+        or, holding none, wait in the loop's queue for a slot freed by other Tasks."""
+        waiter = aio.waiter_for(loop, self._pool)
+        waiter.slots_freed(self._harvest_finished())
         waiting = [call for call in self._calls[self._harvested :] if call.outcome is None]
         if not waiting:
-            # Slots held by other Tasks free up without ringing this loop's doorbell; re-check
-            # shortly (the only timed wait in the async API, and only when the pool is full).
-            await asyncio.sleep(0.002)
+            await waiter.wait_for_slot(retry)
             return
-        waiter = aio.waiter_for(loop, self._pool)
         gather = aio.Gather(loop, 1)
         try:
             for call in waiting:
@@ -474,7 +478,7 @@ class Task:
             await gather.future
         finally:
             waiter.forget(waiting)
-        self._harvest_finished()
+        waiter.slots_freed(self._harvest_finished())
 
     async def aget(self, timeout: float | None = None) -> list[Any]:
         """As ``get()``, awaited: every call's result in submission order, the first failed
@@ -493,7 +497,15 @@ class Task:
         self._complete = True
         timeout = timeout if timeout is not None else self._timeout
         try:
-            self._harvest_finished()
+            freed = self._harvest_finished()
+            if self._harvested < len(self._calls):
+                # One turn of the loop first (other coroutines run; no thread sleeps): a short call
+                # is often done by then, which saves arming the doorbell and the wake-up from
+                # epoll that costs more than the call on a VM. Never more than this one turn.
+                await asyncio.sleep(0)
+                freed += self._harvest_finished()
+            if freed:
+                aio.slots_freed(loop, self._pool, freed)
             if self._harvested < len(self._calls):
                 await self._await_all(loop, timeout)
             for index, call in enumerate(self._calls):
