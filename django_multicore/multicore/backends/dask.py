@@ -71,13 +71,14 @@ PLUGIN_NAME = "multicore-django"
 
 
 class _Connection:
-    __slots__ = ("client", "address", "pid", "databases")
+    __slots__ = ("client", "address", "pid", "databases", "listening")
 
     def __init__(self, client: Client, address: str) -> None:
         self.client = client
         self.address = address
         self.pid = os.getpid()
         self.databases: Any = None  # the DATABASES the worker plugin was registered with
+        self.listening = False  # subscribed to EVENTS_TOPIC (listen())
 
     def usable(self) -> bool:
         return self.pid == os.getpid() and self.client.status == "running"
@@ -148,6 +149,73 @@ def _open(address: str) -> _Connection:
         )
     logger.info("multicore: connected to the Dask scheduler at %s", address)
     return conn
+
+
+def session(options: _options.Options) -> _Connection:
+    """What each use of the backend (a Task, a batch) starts from: this process's connection,
+    with the Django worker plugin registered for the current databases."""
+    conn = connect(options, explicit=False)
+    _ensure_django(conn)
+    return conn
+
+
+def kill_workers(client: Client, addresses: list[str]) -> None:
+    """Has the nannies of these workers kill them (each starts a fresh one): how a running call
+    is stopped, since Dask cannot interrupt a task."""
+    if addresses:
+        client.run(_kill_worker_process, workers=addresses, nanny=True, on_error="return")
+
+
+def lost_worker(exc: BaseException) -> tuple[str, int | None] | None:
+    """(address, pid) of the dead worker when ``exc`` (a future's exception) says a worker died
+    running it; None for any other exception."""
+    if not isinstance(exc, KilledWorker):
+        return None
+    return getattr(exc.last_worker, "address", "?"), getattr(exc.last_worker, "pid", None)
+
+
+# Events from calls on the workers to this client (multicore.batch's progress): one topic for
+# every client, each message naming the listener it is for.
+EVENTS_TOPIC = "multicore-events"
+_listeners: dict[str, Any] = {}  # token -> handler(msg), called in the client's event loop thread
+
+
+def listen(conn: _Connection, token: str, handler: Any) -> None:
+    """Calls ``handler(msg)`` for each event sent with ``send_event(token, msg)`` on a worker.
+    The handler runs in the client's IO thread: it must be quick and thread-safe."""
+    with _lock:
+        _listeners[token] = handler
+        if not conn.listening:
+            conn.client.subscribe_topic(EVENTS_TOPIC, _dispatch)
+            conn.listening = True
+
+
+def unlisten(token: str) -> None:
+    with _lock:
+        _listeners.pop(token, None)
+
+
+def _dispatch(event: tuple[float, Any]) -> None:
+    msg = event[1]
+    handler = _listeners.get(msg.get("to")) if isinstance(msg, dict) else None
+    if handler is not None:
+        handler(msg)
+
+
+def send_event(token: str, msg: dict[str, Any], wait: bool = False) -> None:  # on a worker, in a call
+    """Sends ``msg`` (msgpack-able) to the client listening on ``token``, through the scheduler.
+    ``wait``: returns once the scheduler has it (one round trip), so it reaches the client before
+    anything the call does next, even the worker's death; else it leaves with the worker's next
+    batch of messages (within milliseconds)."""
+    from distributed import get_worker
+    from distributed.utils import sync
+
+    worker = get_worker()
+    msg = {**msg, "to": token, "worker": worker.address}
+    if wait:
+        sync(worker.loop, worker.scheduler.log_event, topic=EVENTS_TOPIC, msg=msg)
+    else:
+        worker.log_event(EVENTS_TOPIC, msg)
 
 
 def _kill_worker_process(dask_worker: Any) -> int | None:  # runs in a nanny
@@ -391,9 +459,23 @@ def _run(request: bytes, key: str) -> tuple[int, Any]:
 
 
 def make_task(timeout: float | None, options: _options.Options) -> DaskTask | None:
-    conn = connect(options, explicit=False)
-    _ensure_django(conn)
-    return DaskTask(conn, timeout if timeout is not None else options.timeout)
+    return DaskTask(session(options), timeout if timeout is not None else options.timeout)
+
+
+def encode_request(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], fmt: int) -> bytes:
+    """A call as ``_run`` receives it. Functions travel with cloudpickle: module-level ones by
+    reference (deploy the same code on every worker), lambdas and closures by value."""
+    try:
+        return cloudpickle.dumps((fn, args, kwargs, fmt), protocol=wire.PROTOCOL)
+    except Exception as exc:
+        culprit = wire._culprit(fn, args, kwargs, lambda o: cloudpickle.dumps(o, protocol=wire.PROTOCOL))
+        raise SerializationError(f"cannot send {culprit} to a Dask worker") from exc
+
+
+def submit(conn: _Connection, request: bytes, key: str) -> Any:
+    """One call as one task: a key of our own and pure=False, so two identical calls are two
+    tasks; retries=0, so a call that failed is not run again."""
+    return conn.client.submit(_run, request, key, key=key, pure=False, retries=0)
 
 
 def _name(fn: Any) -> str:
@@ -432,15 +514,9 @@ class DaskTask:
                 f"serialization_format must be one of {', '.join(map(repr, wire.FORMATS))}, "
                 f"got {serialization_format!r}"
             )
-        try:
-            request = cloudpickle.dumps((fn, args, kwargs, fmt), protocol=wire.PROTOCOL)
-        except Exception as exc:
-            culprit = wire._culprit(fn, args, kwargs, lambda o: cloudpickle.dumps(o, protocol=wire.PROTOCOL))
-            raise SerializationError(f"cannot send {culprit} to a Dask worker") from exc
+        request = encode_request(fn, args, kwargs, fmt)
         key = f"{self._prefix}-{len(self._futures)}"
-        # pure=False and a key of our own: two identical calls are two tasks; retries=0: a call
-        # that failed is not run again.
-        self._futures.append(self._conn.client.submit(_run, request, key, key=key, pure=False, retries=0))
+        self._futures.append(submit(self._conn, request, key))
         self._names.append(_name(fn))
 
     def get(self, timeout: float | None = None) -> list[Any]:
@@ -484,9 +560,9 @@ class DaskTask:
             )
         exc = future.exception()
         self._stop(restart=False)  # the others are cancelled; running ones may finish, unread
-        if isinstance(exc, KilledWorker):
-            worker = getattr(exc.last_worker, "address", "?")
-            pid = getattr(exc.last_worker, "pid", None)
+        lost = lost_worker(exc)
+        if lost is not None:
+            worker, pid = lost
             raise WorkerLostError(
                 f"Dask worker {worker}{f' (pid {pid})' if pid else ''} died while running {where}; "
                 "it was not run again. Its nanny restarts it. Often the OOM killer (see the "
@@ -509,10 +585,9 @@ class DaskTask:
                 keys = {f.key for f in pending}
                 stuck = [w for w, ks in client.processing().items() if keys.intersection(ks)]
             client.cancel(pending, force=True)
-            if stuck:
-                # Through the nannies: a nanny's restart_workers() lets a busy worker finish its
-                # task first, and the worker's own event loop may be starved by the call.
-                client.run(_kill_worker_process, workers=stuck, nanny=True, on_error="return")
+            # Through the nannies: a nanny's restart_workers() lets a busy worker finish its
+            # task first, and the worker's own event loop may be starved by the call.
+            kill_workers(client, stuck)
         except Exception:
             logger.warning("multicore: stopping Dask calls failed", exc_info=True)
         return stuck
