@@ -14,7 +14,9 @@ are kept, on Dask's terms:
   needs ``distributed.scheduler.allowed-failures: 0`` on the scheduler (we warn when it is not);
 - Django: a worker plugin sets Django up on each worker from ``DJANGO_SETTINGS_MODULE`` and gives
   it the client's ``DATABASES`` (the test database under a test runner); each call runs between
-  ``close_old_connections()``, so a worker keeps one healthy connection per database.
+  ``close_old_connections()``, so a worker keeps one healthy connection per database;
+- ``multicore.batch`` runs its chunks here too (``batch/executors.py``), with the same calls, and
+  hears from running chunks (their start, their ticks) through events (``listen``/``send_event``).
 
 One ``distributed.Client`` per process, made on first use (after any server fork: a forked child
 forgets its parent's client) and closed by ``multicore.shutdown()``.

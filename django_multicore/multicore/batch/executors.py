@@ -156,24 +156,15 @@ class DaskChunks:
             self.calls.pop(future.key, None)
             if future.status == "finished":
                 results.append(call)
-                continue
-            if future.status == "cancelled" or not self.conn.usable():
+            elif future.status == "cancelled" or not self.conn.usable():
                 raise PoolUnavailableError(
                     f"chunk {call.chunk.index} was lost: the connection to the Dask scheduler at "
                     f"{self.conn.address} broke (client status {self.client.status!r}); rerun to resume"
                 )
-            exc = future.exception()
-            lost = self.dask.lost_worker(exc)
-            if lost is None:  # not the function's error (that comes back as a result): Dask's own
-                error = wire.encode_error(exc, "".join(traceback.format_exception(exc)))
-                finished.append((call, ("result", *error)))
-            elif not self._started(call):
-                finished.append((call, ("unstarted",)))
+            elif future.status == "error":
+                finished.append((call, self._erred(call, future.exception())))
             else:
-                address, pid = lost
-                pid = pid or self.records[call.chunk.position][0] or None
-                what = f"Dask worker {address}{f' (pid {pid})' if pid else ''} died (its nanny restarts it)"
-                finished.append((call, ("lost", pid, what)))
+                finished.append((call, self._result_lost(call)))
         if not results:
             return finished
         try:
@@ -185,13 +176,28 @@ class DaskChunks:
                 finished.append((call, ("result", *outcomes[i])))
                 continue
             try:
+                if call.handle.status != "finished":
+                    raise LookupError(call.handle.status)
                 finished.append((call, ("result", *call.handle.result())))
             except Exception:  # noqa: BLE001
-                # Its result is gone with its worker; cancelled, so Dask does not compute it again.
-                # The runner asks the ledger whether the chunk committed.
-                self.client.cancel([call.handle], force=True)
-                finished.append((call, ("lost", None, "the Dask worker holding its result died")))
+                finished.append((call, self._result_lost(call)))
         return finished
+
+    def _erred(self, call: Any, exc: BaseException) -> tuple:
+        lost = self.dask.lost_worker(exc)
+        if lost is None:  # not the function's error (that comes back as a result): Dask's own
+            return ("result", *wire.encode_error(exc, "".join(traceback.format_exception(exc))))
+        if not self._started(call):
+            return ("unstarted",)
+        address, pid = lost
+        pid = pid or self.records[call.chunk.position][0] or None
+        return ("lost", pid, f"Dask worker {address}{f' (pid {pid})' if pid else ''} died (its nanny restarts it)")
+
+    def _result_lost(self, call: Any) -> tuple:
+        """The chunk finished but its result went with its worker. Cancelled, so that Dask does not
+        compute it again; the runner asks the ledger whether the chunk committed."""
+        self.client.cancel([call.handle], force=True)
+        return ("lost", None, "the Dask worker holding its result died")
 
     def _started(self, call: Any) -> bool:
         return self.records[call.chunk.position][3] == call.attempt
