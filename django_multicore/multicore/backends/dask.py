@@ -199,7 +199,7 @@ def unlisten(token: str) -> None:
 
 def _dispatch(event: tuple[float, Any]) -> None:
     msg = event[1]
-    handler = _listeners.get(msg.get("to")) if isinstance(msg, dict) else None
+    handler = _listeners.get(str(msg.get("to"))) if isinstance(msg, dict) else None
     if handler is not None:
         handler(msg)
 

@@ -55,7 +55,8 @@ class LocalChunks:
     def collect(self, calls: list[Any], timeout: float) -> list[tuple[Any, tuple]]:
         """The finished ones among ``calls`` (waiting up to ``timeout`` for the first)."""
         first = calls[0]
-        outcome = self.core.wait(*first.handle, timeout)
+        slot, ticket = first.handle
+        outcome = self.core.wait(slot, ticket, timeout)
         finished = []
         for call in calls:
             result = outcome if call is first else self.core.take(*call.handle)
@@ -81,7 +82,8 @@ class LocalChunks:
     def cancel(self, calls: list[Any], kill: bool) -> None:
         """Withdraws the calls; ``kill``: a running one's worker is killed (and replaced)."""
         for call in calls:
-            self.core.cancel(*call.handle, kill)
+            slot, ticket = call.handle
+            self.core.cancel(slot, ticket, kill)
 
     def close(self) -> None:
         self.counters.close()
