@@ -35,7 +35,18 @@ sys.path[:] = [ROOT] + [p for p in sys.path if os.path.abspath(p or ".") != HERE
 os.environ.pop("DJANGO_SETTINGS_MODULE", None)  # plain Python: no Django on either side
 
 import multicore  # noqa: E402
-from benchmarks._util import Noise, burn, machine_line, median, rotated, tiny, wait_quiet  # noqa: E402 - by reference, on the workers too
+from benchmarks._util import (  # noqa: E402 - by reference, on the workers too
+    TICK,
+    Noise,
+    burn,
+    cpu_ticks,
+    descendants,
+    machine_line,
+    median,
+    rotated,
+    tiny,
+    wait_quiet,
+)
 from tests.dask.cluster import Cluster  # noqa: E402
 
 
@@ -153,6 +164,27 @@ def cpu_bound(s: Settings, runners: list) -> dict[str, float]:
     return out
 
 
+def idle_cpu(cluster, seconds: float = 5.0) -> dict[str, float]:
+    """% of a core each kind of cluster process uses while nothing runs (summed over the workers)."""
+    kinds: dict[int, str] = {}
+    for proc in cluster.procs:
+        for pid in [proc.pid, *descendants(proc.pid)]:
+            with open(f"/proc/{pid}/cmdline") as f:
+                argv = f.read().split("\0")
+            kinds[pid] = "scheduler" if "scheduler" in argv else "nannies" if pid == proc.pid else "workers"
+
+    def ticks() -> dict[int, int]:
+        return {pid: cpu_ticks(pid) for pid in kinds}
+
+    before = ticks()
+    time.sleep(seconds)
+    after = ticks()
+    used: dict[str, float] = {}
+    for pid, kind in kinds.items():
+        used[kind] = used.get(kind, 0.0) + 100.0 * (after[pid] - before[pid]) / TICK / seconds
+    return used
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run; figures are not measurements")
@@ -170,6 +202,7 @@ def main(argv=None) -> int:
     from distributed import Client
 
     cpu: dict[str, dict[str, float]] = {}
+    idle: dict[str, dict[str, float]] = {}
     for label, worker_env in (("Dask's defaults", {}), ("CPU-bound settings", CPU_BOUND_WORKERS)):
         cluster = Cluster(workers=2, worker_env=worker_env).start()
         plain_client = None
@@ -188,6 +221,7 @@ def main(argv=None) -> int:
                         rt[runner.name].append(roundtrip(runner, s.roundtrip_calls))
                         mn[runner.name].append(many(runner, s.many_calls))
             cpu[label] = cpu_bound(s, runners[:2])
+            idle[label] = idle_cpu(cluster, 1.0 if s is QUICK else 5.0)
         finally:
             if plain_client is not None:
                 plain_client.close()
@@ -222,6 +256,13 @@ def main(argv=None) -> int:
         print(
             f"| {label} | {seq:.2f} s | {md_:.2f} s = **{seq / md_:.2f}x** | {pd_:.2f} s = {seq / pd_:.2f}x | "
             f"{md_ / pd_ - 1:+.1%} | {bf:.2f} s = {seq / bf:.2f}x | {t['foreign']:.0f}% |"
+        )
+    print("\nIdle CPU of the cluster's processes (% of one core, the two of each summed):\n")
+    print("| workers | scheduler | nannies | workers |")
+    print("|---|---:|---:|---:|")
+    for label, used in idle.items():
+        print(
+            f"| {label} | {used.get('scheduler', 0):.1f}% | {used.get('nannies', 0):.1f}% | {used.get('workers', 0):.1f}% |"
         )
     tuned = cpu["CPU-bound settings"]
     speedup = tuned["sequential"] / tuned["multicore dask"]
