@@ -3,8 +3,9 @@
 The chunks run on the local pool or on a Dask cluster (``backend=``; executors.py): the loop
 here is the same for both. The parent keeps about two chunks per worker in flight (one running,
 one queued behind it), so workers never wait and nothing piles up in memory; workers send back
-row counts only. Results are collected as they finish. A chunk whose function raised, whose worker died, or that passed
-``timeout`` goes to the back of the queue until its retries are used up, then is recorded failed.
+row counts only. Results are collected as they finish. A chunk whose function raised, whose
+worker died, or that passed ``timeout`` goes to the back of the queue until its retries are used
+up, then is recorded failed.
 
 Ctrl-C and SIGTERM: the first stops submitting, takes back the chunks not yet started, and lets
 the running ones finish (up to ``STOP_GRACE`` seconds); the second, or the end of the grace,
