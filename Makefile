@@ -54,7 +54,7 @@ test-python: install ## the Django suites and the dask cluster tests on SQLite (
 	$(NO_DASK_LEFT)
 
 test-postgres: install ## the database suites again on PostgreSQL (127.0.0.1:5432); they fail if it is down
-	MULTICORE_TEST_DB=postgres $(PY) -m pytest $(DB_TESTS) $(DASK_TESTS)/test_django.py $(PYTEST_ARGS)
+	MULTICORE_TEST_DB=postgres $(PY) -m pytest $(DB_TESTS) $(DASK_TESTS)/test_django.py $(DASK_TESTS)/test_batch.py $(PYTEST_ARGS)
 	$(NO_DASK_LEFT)
 
 test-matrix: ## the Python suites again on CPython 3.13 and 3.14 with Django 6.x, in cached Debian roots (docs/versions.md)

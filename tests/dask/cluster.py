@@ -66,7 +66,12 @@ def tls_files(directory: str) -> dict[str, str]:
 
 class Cluster:
     def __init__(
-        self, workers: int = 2, host: str = "127.0.0.1", env: dict | None = None, tls: dict[str, str] | None = None
+        self,
+        workers: int = 2,
+        host: str = "127.0.0.1",
+        env: dict | None = None,
+        tls: dict[str, str] | None = None,
+        worker_env: dict | None = None,
     ) -> None:
         self.host = host
         self.port = free_port(host)
@@ -74,6 +79,7 @@ class Cluster:
         self.address = f"{'tls' if tls else 'tcp'}://{host}:{self.port}"
         self.n_workers = workers
         self.env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
+        self.worker_env = worker_env or {}  # on top of env, for the workers (and their nannies) only
         self.procs: list[subprocess.Popen] = []
         self.logs: list[str] = []
         self._logdir = tempfile.mkdtemp(prefix="multicore-dask-")
@@ -138,6 +144,7 @@ class Cluster:
                 "30",
                 *self._tls_args(),
             ],
+            self.worker_env,
             prefix=prefix,
         )
 

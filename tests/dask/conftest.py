@@ -7,6 +7,7 @@ import distributed  # noqa: F401 - the test extra installs it: missing, these te
 import pytest
 
 import multicore
+from tests.batch.conftest import rows  # noqa: F401 - the batch tests' rows, for tests/dask/test_batch.py
 from tests.dask.cluster import Cluster
 
 

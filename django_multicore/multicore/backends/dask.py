@@ -14,7 +14,9 @@ are kept, on Dask's terms:
   needs ``distributed.scheduler.allowed-failures: 0`` on the scheduler (we warn when it is not);
 - Django: a worker plugin sets Django up on each worker from ``DJANGO_SETTINGS_MODULE`` and gives
   it the client's ``DATABASES`` (the test database under a test runner); each call runs between
-  ``close_old_connections()``, so a worker keeps one healthy connection per database.
+  ``close_old_connections()``, so a worker keeps one healthy connection per database;
+- ``multicore.batch`` runs its chunks here too (``batch/executors.py``), with the same calls, and
+  hears from running chunks (their start, their ticks) through events (``listen``/``send_event``).
 
 One ``distributed.Client`` per process, made on first use (after any server fork: a forked child
 forgets its parent's client) and closed by ``multicore.shutdown()``.
@@ -71,13 +73,14 @@ PLUGIN_NAME = "multicore-django"
 
 
 class _Connection:
-    __slots__ = ("client", "address", "pid", "databases")
+    __slots__ = ("client", "address", "pid", "databases", "listening")
 
     def __init__(self, client: Client, address: str) -> None:
         self.client = client
         self.address = address
         self.pid = os.getpid()
         self.databases: Any = None  # the DATABASES the worker plugin was registered with
+        self.listening = False  # subscribed to EVENTS_TOPIC (listen())
 
     def usable(self) -> bool:
         return self.pid == os.getpid() and self.client.status == "running"
@@ -150,6 +153,73 @@ def _open(address: str) -> _Connection:
     return conn
 
 
+def session(options: _options.Options) -> _Connection:
+    """What each use of the backend (a Task, a batch) starts from: this process's connection,
+    with the Django worker plugin registered for the current databases."""
+    conn = connect(options, explicit=False)
+    _ensure_django(conn)
+    return conn
+
+
+def kill_workers(client: Client, addresses: list[str]) -> None:
+    """Has the nannies of these workers kill them (each starts a fresh one): how a running call
+    is stopped, since Dask cannot interrupt a task."""
+    if addresses:
+        client.run(_kill_worker_process, workers=addresses, nanny=True, on_error="return")
+
+
+def lost_worker(exc: BaseException) -> tuple[str, int | None] | None:
+    """(address, pid) of the dead worker when ``exc`` (a future's exception) says a worker died
+    running it; None for any other exception."""
+    if not isinstance(exc, KilledWorker):
+        return None
+    return getattr(exc.last_worker, "address", "?"), getattr(exc.last_worker, "pid", None)
+
+
+# Events from calls on the workers to this client (multicore.batch's progress): one topic for
+# every client, each message naming the listener it is for.
+EVENTS_TOPIC = "multicore-events"
+_listeners: dict[str, Any] = {}  # token -> handler(msg), called in the client's event loop thread
+
+
+def listen(conn: _Connection, token: str, handler: Any) -> None:
+    """Calls ``handler(msg)`` for each event sent with ``send_event(token, msg)`` on a worker.
+    The handler runs in the client's IO thread: it must be quick and thread-safe."""
+    with _lock:
+        _listeners[token] = handler
+        if not conn.listening:
+            conn.client.subscribe_topic(EVENTS_TOPIC, _dispatch)
+            conn.listening = True
+
+
+def unlisten(token: str) -> None:
+    with _lock:
+        _listeners.pop(token, None)
+
+
+def _dispatch(event: tuple[float, Any]) -> None:
+    msg = event[1]
+    handler = _listeners.get(str(msg.get("to"))) if isinstance(msg, dict) else None
+    if handler is not None:
+        handler(msg)
+
+
+def send_event(token: str, msg: dict[str, Any], wait: bool = False) -> None:  # on a worker, in a call
+    """Sends ``msg`` (msgpack-able) to the client listening on ``token``, through the scheduler.
+    ``wait``: returns once the scheduler has it (one round trip), so it reaches the client before
+    anything the call does next, even the worker's death; else it leaves with the worker's next
+    batch of messages (within milliseconds)."""
+    from distributed import get_worker
+    from distributed.utils import sync
+
+    worker = get_worker()
+    msg = {**msg, "to": token, "worker": worker.address}
+    if wait:
+        sync(worker.loop, worker.scheduler.log_event, topic=EVENTS_TOPIC, msg=msg)
+    else:
+        worker.log_event(EVENTS_TOPIC, msg)
+
+
 def _kill_worker_process(dask_worker: Any) -> int | None:  # runs in a nanny
     """SIGKILLs the nanny's worker process; the nanny then starts a fresh one."""
     pid = dask_worker.pid
@@ -203,28 +273,41 @@ def _wait(client: Client, futures: list[Any], timeout: float | None) -> None:
     client.sync(_wait_futures, futures, timeout=timeout)
 
 
+#: Seconds get() waits on one call before it looks for a failure among the later ones; more when
+#: many calls are left (a look reads each one's status), so that looking costs little CPU.
+FAILURE_SCAN_EVERY = 0.1
+_SCANNED_PER_SECOND = 20_000
+
+
 async def _wait_done_or_failed(futures: list[Any], timeout: float | None) -> None:
     """In the client's event loop: until every future is done, or one failed (our calls only fail
     when their worker died: errors of the function come back as results), or TimeoutError.
-    ``distributed.wait()`` has no FIRST_EXCEPTION; this is it, on the same per-future state."""
-    if not futures:
-        return
-    failed = asyncio.Event()
+    ``distributed.wait()`` has no FIRST_EXCEPTION; this is it, on the same per-future state.
 
-    async def watch(future: Any) -> None:
-        await future._state.wait()
+    It waits for the futures in submission order, one at a time (a watcher per future costs the
+    client's IO thread about 25 µs a call), and while one keeps it waiting, it checks the later
+    ones' status now and then: a worker that died running call 7 fails get() while call 0 runs."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    for index, future in enumerate(futures):
+        while not future.done():
+            wait = max(FAILURE_SCAN_EVERY, (len(futures) - index) / _SCANNED_PER_SECOND)
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError()
+                wait = min(wait, left)
+            try:
+                async with asyncio.timeout(wait):
+                    await future._state.wait()
+            except TimeoutError:
+                if any(later.status in _FAILED for later in futures[index + 1 :]):
+                    return
         if future.status != "finished":
-            failed.set()
+            return
 
-    watchers = [asyncio.ensure_future(watch(f)) for f in futures]
-    waiters = [asyncio.ensure_future(failed.wait()), asyncio.ensure_future(asyncio.wait(watchers))]
-    try:
-        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if not done:
-            raise TimeoutError()
-    finally:
-        for waiter in (*waiters, *watchers):
-            waiter.cancel()
+
+_FAILED = ("error", "cancelled", "lost")
 
 
 def close() -> None:
@@ -391,9 +474,23 @@ def _run(request: bytes, key: str) -> tuple[int, Any]:
 
 
 def make_task(timeout: float | None, options: _options.Options) -> DaskTask | None:
-    conn = connect(options, explicit=False)
-    _ensure_django(conn)
-    return DaskTask(conn, timeout if timeout is not None else options.timeout)
+    return DaskTask(session(options), timeout if timeout is not None else options.timeout)
+
+
+def encode_request(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], fmt: int) -> bytes:
+    """A call as ``_run`` receives it. Functions travel with cloudpickle: module-level ones by
+    reference (deploy the same code on every worker), lambdas and closures by value."""
+    try:
+        return cloudpickle.dumps((fn, args, kwargs, fmt), protocol=wire.PROTOCOL)
+    except Exception as exc:
+        culprit = wire._culprit(fn, args, kwargs, lambda o: cloudpickle.dumps(o, protocol=wire.PROTOCOL))
+        raise SerializationError(f"cannot send {culprit} to a Dask worker") from exc
+
+
+def submit(conn: _Connection, request: bytes, key: str) -> Any:
+    """One call as one task: a key of our own and pure=False, so two identical calls are two
+    tasks; retries=0, so a call that failed is not run again."""
+    return conn.client.submit(_run, request, key, key=key, pure=False, retries=0)
 
 
 def _name(fn: Any) -> str:
@@ -432,15 +529,9 @@ class DaskTask:
                 f"serialization_format must be one of {', '.join(map(repr, wire.FORMATS))}, "
                 f"got {serialization_format!r}"
             )
-        try:
-            request = cloudpickle.dumps((fn, args, kwargs, fmt), protocol=wire.PROTOCOL)
-        except Exception as exc:
-            culprit = wire._culprit(fn, args, kwargs, lambda o: cloudpickle.dumps(o, protocol=wire.PROTOCOL))
-            raise SerializationError(f"cannot send {culprit} to a Dask worker") from exc
+        request = encode_request(fn, args, kwargs, fmt)
         key = f"{self._prefix}-{len(self._futures)}"
-        # pure=False and a key of our own: two identical calls are two tasks; retries=0: a call
-        # that failed is not run again.
-        self._futures.append(self._conn.client.submit(_run, request, key, key=key, pure=False, retries=0))
+        self._futures.append(submit(self._conn, request, key))
         self._names.append(_name(fn))
 
     def get(self, timeout: float | None = None) -> list[Any]:
@@ -462,7 +553,7 @@ class DaskTask:
                     f"({', '.join(restarted) or 'none'}) restarted"
                 ) from None
             for index, future in enumerate(futures):
-                if future.status in ("error", "cancelled", "lost"):  # others may still be pending
+                if future.status in _FAILED:  # others may still be pending
                     self._raise_failed(index, future)
             outcomes = self._conn.client.gather(futures)
         except MulticoreError:
@@ -484,9 +575,9 @@ class DaskTask:
             )
         exc = future.exception()
         self._stop(restart=False)  # the others are cancelled; running ones may finish, unread
-        if isinstance(exc, KilledWorker):
-            worker = getattr(exc.last_worker, "address", "?")
-            pid = getattr(exc.last_worker, "pid", None)
+        lost = lost_worker(exc)
+        if lost is not None:
+            worker, pid = lost
             raise WorkerLostError(
                 f"Dask worker {worker}{f' (pid {pid})' if pid else ''} died while running {where}; "
                 "it was not run again. Its nanny restarts it. Often the OOM killer (see the "
@@ -509,10 +600,9 @@ class DaskTask:
                 keys = {f.key for f in pending}
                 stuck = [w for w, ks in client.processing().items() if keys.intersection(ks)]
             client.cancel(pending, force=True)
-            if stuck:
-                # Through the nannies: a nanny's restart_workers() lets a busy worker finish its
-                # task first, and the worker's own event loop may be starved by the call.
-                client.run(_kill_worker_process, workers=stuck, nanny=True, on_error="return")
+            # Through the nannies: a nanny's restart_workers() lets a busy worker finish its
+            # task first, and the worker's own event loop may be starved by the call.
+            kill_workers(client, stuck)
         except Exception:
             logger.warning("multicore: stopping Dask calls failed", exc_info=True)
         return stuck

@@ -30,6 +30,7 @@ class BatchJob:
     max_memory_per_worker: ClassVar[int | str | None] = None
     progress_interval: ClassVar[float] = 10
     workers: ClassVar[int | None] = None
+    backend: ClassVar[str | None] = None  # "local" or "dask"; None: the configured backend
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -44,7 +45,7 @@ class BatchJob:
 
     def run(self, **overrides: Any) -> Any:
         """``run_batch()`` with this job's settings; keywords override them (``restart=True``,
-        ``progress="log"``, ``workers=4``...)."""
+        ``progress="log"``, ``workers=4``, ``backend="dask"``...)."""
         from multicore.batch.runner import run_batch
 
         options: dict[str, Any] = {
@@ -56,6 +57,7 @@ class BatchJob:
             "max_memory_per_worker": self.max_memory_per_worker,
             "progress_interval": self.progress_interval,
             "workers": self.workers,
+            "backend": self.backend,
         }
         options.update({k: v for k, v in overrides.items() if v is not None})
         return run_batch(self.get_queryset(), self.process, **options)

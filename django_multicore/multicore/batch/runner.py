@@ -1,9 +1,11 @@
 """``run_batch()``: plans a queryset into chunks, runs them on the pool, and keeps the ledger.
 
-The parent keeps about two chunks per worker in flight (one running, one queued behind it), so
-workers never wait and nothing piles up in memory; workers send back row counts only. Results
-are collected as they finish. A chunk whose function raised, whose worker died, or that passed
-``timeout`` goes to the back of the queue until its retries are used up, then is recorded failed.
+The chunks run on the local pool or on a Dask cluster (``backend=``; executors.py): the loop
+here is the same for both. The parent keeps about two chunks per worker in flight (one running,
+one queued behind it), so workers never wait and nothing piles up in memory; workers send back
+row counts only. Results are collected as they finish. A chunk whose function raised, whose
+worker died, or that passed ``timeout`` goes to the back of the queue until its retries are used
+up, then is recorded failed.
 
 Ctrl-C and SIGTERM: the first stops submitting, takes back the chunks not yet started, and lets
 the running ones finish (up to ``STOP_GRACE`` seconds); the second, or the end of the grace,
@@ -24,18 +26,21 @@ from typing import Any
 from django.db import transaction
 from django.db.transaction import TransactionManagementError
 
+from multicore import backends
 from multicore._pool import lifecycle, wire
-from multicore.batch import plan, worker
+from multicore.batch import executors, plan, worker
 from multicore.batch import progress as _progress
 from multicore.batch.errors import BatchFailedError
 from multicore.batch.models import BatchChunk, BatchRun
-from multicore.exceptions import ConfigurationError, MulticoreWarning, WorkerLostError
+from multicore.exceptions import ConfigurationError, MulticoreWarning
 
 logger = logging.getLogger("multicore.batch")
 
 #: Seconds the running chunks get to finish after the first Ctrl-C / SIGTERM.
 STOP_GRACE = 60.0
 _POLL = 0.05
+#: Times a chunk goes back to the queue, uncounted, because its worker died before it began.
+UNSTARTED_REQUEUES = 3
 
 
 @dataclasses.dataclass
@@ -84,15 +89,15 @@ class _Chunk:
     attempts: int  # in the ledger (attempts of earlier runs included)
     position: int  # its record in the progress counters
     tries: int = 0  # failed attempts in this run
+    unstarted: int = 0  # times its worker died before it began (Dask)
 
 
 @dataclasses.dataclass
 class _InFlight:
     chunk: _Chunk
-    slot: int
-    ticket: int
     attempt: int
     submitted: float
+    handle: Any = None  # the executor's: a (slot, ticket) locally, a future on Dask
 
 
 def _error_text(exc: BaseException) -> str:
@@ -118,12 +123,22 @@ def run_batch(
     workers: int | None = None,
     restart: bool = False,
     retry_failed: bool = False,
+    backend: str | None = None,
 ) -> BatchReport:
     """Runs ``fn(chunk_queryset)`` over ``queryset`` in chunks of about ``chunk_size`` rows, on
-    every core. See docs/batch.md. ``fn`` returns the number of rows it processed, or None."""
+    every core, or on the workers of a Dask cluster (``backend="dask"``; default: the configured
+    backend). See docs/batch.md. ``fn`` returns the number of rows it processed, or None."""
     limit = plan.check_input(
         queryset, fn, chunk_size, retries, timeout, max_memory_per_worker, workers, progress_interval
     )
+    backend = backends.resolve(backend)
+    if backend == backends.DASK and limit is not None:
+        warnings.warn(
+            "run_batch(): max_memory_per_worker is not applied on the dask backend; start the dask "
+            "workers with --memory-limit, and their nannies restart a worker that grows past it",
+            MulticoreWarning,
+            stacklevel=2,
+        )
     if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 200):
         raise ConfigurationError(
             f"run_batch(): name must be a non-empty string of at most 200 characters or None, got {name!r}"
@@ -132,7 +147,8 @@ def run_batch(
         raise ConfigurationError("run_batch(): retry_failed needs a named job (there is no ledger without a name)")
     show = _progress.renderer(progress, progress_interval)
     using = queryset.db
-    inline = lifecycle.in_worker() or _sequential_in_atomic(using)
+    # Inside a worker (local or Dask) the chunks run here: no pool inside a pool.
+    inline = lifecycle.in_worker() or backends.in_remote_call() or _sequential_in_atomic(using)
     fingerprint, description = plan.fingerprint(queryset, fn, chunk_size)
     blob = plan.job_blob(queryset, fn, atomic=atomic, max_memory_per_worker=limit)
     started = time.monotonic()
@@ -163,7 +179,7 @@ def run_batch(
     run = _Run(name, ledger, blob, chunks, total, skipped, retries, timeout, workers, show, started, chunk_size)
     status = BatchRun.INTERRUPTED
     try:
-        report = run.inline() if inline else run.pooled()
+        report = run.inline() if inline else run.pooled(backend)
         status = BatchRun.DONE if report.ok else BatchRun.FAILED
         return report
     finally:
@@ -195,7 +211,7 @@ class _Run:
         self.failures: list[tuple[int, str]] = []
         self.inflight: list[_InFlight] = []
         self.signals = 0
-        self.counters: _progress.Counters | None = None
+        self.executor: executors.LocalChunks | executors.DaskChunks
         self.last_ticks = -1
         self.last_emit = 0.0
         if isinstance(show, _progress.BarRenderer):
@@ -291,29 +307,28 @@ class _Run:
         finally:
             self.counters.close()
 
-    # -- on the pool --------------------------------------------------------------------------------
+    # -- on the pool or the cluster (executors.py) ---------------------------------------------------
 
-    def pooled(self) -> BatchReport:
-        if self.workers is not None and lifecycle.owned() is None:
-            lifecycle.initialize(workers=self.workers)
-        pool = lifecycle.ensure_pool()
-        self.core = pool.core
-        self.window = 2 * min(self.workers or pool.workers, pool.workers)
-        if self.workers is not None and self.workers < pool.workers:
-            self.window = self.workers  # no more than `workers` chunks at once
-        self.counters = _progress.Counters(len(self.queue))
-        previous = self._install_signals()
+    def pooled(self, backend: str = backends.LOCAL) -> BatchReport:
+        self.executor = executors.open_executor(backend, len(self.queue), self.workers)
         try:
-            self._loop()
-            if self.signals:
-                raise KeyboardInterrupt(f"batch {self.name or '(unnamed)'} interrupted; rerun to resume")
-            return self._report()
-        except BaseException:
-            self._abandon()
-            raise
+            threads = self.executor.threads
+            self.window = 2 * min(self.workers or threads, threads)
+            if self.workers is not None and self.workers < threads:
+                self.window = self.workers  # no more than `workers` chunks at once
+            previous = self._install_signals()
+            try:
+                self._loop()
+                if self.signals:
+                    raise KeyboardInterrupt(f"batch {self.name or '(unnamed)'} interrupted; rerun to resume")
+                return self._report()
+            except BaseException:
+                self._abandon()
+                raise
+            finally:
+                self._restore_signals(previous)
         finally:
-            self._restore_signals(previous)
-            self.counters.close()
+            self.executor.close()
 
     def _install_signals(self) -> dict:
         if threading.current_thread() is not threading.main_thread():
@@ -364,53 +379,43 @@ class _Run:
                 self.ledger.flush()
             self._emit_ticks(now)
 
-    @property
-    def live_counters(self) -> _progress.Counters:
-        """The tick counters, which exist while chunks are submitted and collected."""
-        assert self.counters is not None
-        return self.counters
-
     def _submit(self, chunk: _Chunk) -> None:
         attempt = chunk.attempts + 1
         if self.ledger is not None:
             self.ledger.mark_running(chunk.id)
-        self.live_counters.clear(chunk.position)
         spec = (chunk.id, chunk.index, chunk.lo, chunk.hi, attempt)
-        tag, payload = wire.encode_call(
-            worker.run_chunk, (self.blob, spec, chunk.position, self.live_counters.address), {}, "pickle", False
-        )
-        handle = self.core.submit(tag, payload)
-        while handle is None:  # every slot taken by other users of the pool
-            self.core.wait_for_free_slot(_POLL)
-            handle = self.core.submit(tag, payload)
-        self.inflight.append(_InFlight(chunk, handle[0], handle[1], attempt, time.monotonic()))
+        call = _InFlight(chunk, attempt, time.monotonic())
+        call.handle = self.executor.submit(self.blob, spec, call)
+        self.inflight.append(call)
 
     def _collect(self) -> None:
         if not self.inflight:
             return
-        first = self.inflight[0]
-        outcome = self.core.wait(first.slot, first.ticket, _POLL)
-        finished = []
-        for call in self.inflight:
-            result = outcome if call is first else self.core.take(call.slot, call.ticket)
-            if result is not None:
-                finished.append((call, result))
-        for call, result in finished:
+        for call, outcome in self.executor.collect(self.inflight, _POLL):
             self.inflight.remove(call)
-            self._outcome(call, result)
+            self._outcome(call, outcome)
 
     def _outcome(self, call: _InFlight, outcome: tuple) -> None:
         chunk = call.chunk
+        if outcome[0] == "unstarted" and chunk.unstarted < UNSTARTED_REQUEUES:
+            # Its worker died before the chunk began (Dask had queued it there): it never ran.
+            chunk.unstarted += 1
+            logger.info(
+                "%s: chunk %d was queued on a worker that died; queued again", self.name or "batch", chunk.index
+            )
+            if self.signals:
+                self._take_back(call)
+            else:
+                self.queue.appendleft(chunk)
+            return
+        if outcome[0] == "unstarted":
+            outcome = ("lost", None, f"its Dask workers died {chunk.unstarted + 1} times before it began")
         if outcome[0] == "lost":
-            _, pid, status = outcome
+            _, pid, what = outcome
             if self._done_in_ledger(chunk):
                 return
-            text = (
-                f"multicore.exceptions.WorkerLostError: worker pid {pid} died with "
-                f"{WorkerLostError.describe(status)} while running chunk {chunk.index}"
-                + (" (SIGKILL often means the OOM killer)" if status == -9 else "")
-            )
-            self._failed(chunk, call.attempt, text, pid or None, requeue=not self.signals)
+            text = f"multicore.exceptions.WorkerLostError: {what} while running chunk {chunk.index}"
+            self._failed(chunk, call.attempt, text, pid, requeue=not self.signals)
             return
         try:
             rows, pid = wire.decode_result(outcome[1], outcome[2])
@@ -434,10 +439,10 @@ class _Run:
     def _check_timeouts(self) -> None:
         now = time.monotonic_ns()
         for call in list(self.inflight):
-            pid, start, _, attempt = self.live_counters.read(call.chunk.position)
+            pid, start, _, attempt = self.executor.read(call.chunk.position)
             if attempt != call.attempt or not start or now - start < self.timeout * 1e9:
                 continue
-            self.core.cancel(call.slot, call.ticket, True)
+            self.executor.cancel([call], kill=True)
             self.inflight.remove(call)
             if self._done_in_ledger(call.chunk):
                 continue
@@ -454,7 +459,7 @@ class _Run:
             return
         ticks = 0
         for call in self.inflight:
-            _, _, n, attempt = self.live_counters.read(call.chunk.position)
+            _, _, n, attempt = self.executor.read(call.chunk.position)
             if attempt == call.attempt:
                 ticks += n
         self.last_emit = now
@@ -465,24 +470,24 @@ class _Run:
     def _withdraw_unstarted(self) -> None:
         """First Ctrl-C: chunks queued behind a running one go back to pending."""
         for call in list(self.inflight):
-            _, start, _, attempt = self.live_counters.read(call.chunk.position)
+            _, start, _, attempt = self.executor.read(call.chunk.position)
             if attempt == call.attempt and start:
                 continue
-            outcome = self.core.take(call.slot, call.ticket)
+            outcome = self.executor.take(call)
             self.inflight.remove(call)
             if outcome is not None:
                 self._outcome(call, outcome)
                 continue
-            self.core.cancel(call.slot, call.ticket, False)
+            self.executor.cancel([call], kill=False)
             self._take_back(call)
         running = len(self.inflight)
         logger.warning("%s: stopping: waiting for %d running chunk(s)", self.name or "batch", running)
 
     def _abandon(self) -> None:
         """Stops every chunk still in flight (killing its worker) and puts it back to pending."""
-        for call in list(self.inflight):
-            self.core.cancel(call.slot, call.ticket, True)
-            self.inflight.remove(call)
+        calls, self.inflight = self.inflight, []
+        self.executor.cancel(calls, kill=True)
+        for call in calls:
             self._take_back(call)
 
     def _take_back(self, call: _InFlight) -> None:

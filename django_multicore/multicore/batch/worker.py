@@ -1,9 +1,13 @@
-"""What runs in a pool worker for one chunk, and ``tick()``.
+"""What runs in a worker for one chunk, and ``tick()``.
 
 A chunk call carries the job (pickled once by the parent: the function, the queryset's model,
 class and query, options) and the chunk (bounds, ledger id, attempt). The worker rebuilds the
 queryset restricted to the chunk's primary-key range, runs the function, and marks the chunk
 done, in one transaction when the job is atomic. Only a row count goes back.
+
+The same function runs in a local pool worker and on a Dask worker; only the way its progress
+record (who runs it, since when, its ticks) reaches the runner differs: a write to the runner's
+shared memory locally, an event through the scheduler on Dask (the worker may be another machine).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import mmap
 import os
 import pickle
 import struct
+import threading
 import time
 from typing import Any
 
@@ -28,7 +33,13 @@ RECORD = struct.Struct("qqqq")
 _jobs: dict[bytes, Any] = {}  # job blob -> decoded job, in this worker
 _baseline: tuple[int, int] | None = None  # (pid, RSS bytes when this worker started)
 _counters: tuple[str, mmap.mmap] | None = None  # (token, mapped counters) of the current job
-_current: int | None = None  # offset of the running chunk's record, for tick()
+# The running chunk's record, for tick(). Per thread: a Dask worker may run chunks in several.
+_running = threading.local()
+
+#: Progress address of a chunk run on Dask: ("dask", the runner's listener token).
+DASK = "dask"
+#: Seconds between the tick events a chunk on Dask sends (ticks in between add up).
+DASK_TICK_INTERVAL = 0.2
 
 
 class ChunkAlreadyDone(Exception):
@@ -54,20 +65,74 @@ def _rss_growth() -> int:
 
 def tick(n: int = 1) -> None:
     """Moves the batch's progress by ``n`` items from inside a running chunk (cheap: one write
-    to shared memory). Does nothing outside a batch chunk."""
-    if _current is None or _counters is None:
-        return
-    view = _counters[1]
-    offset = _current + 16
-    (value,) = struct.unpack_from("q", view, offset)
-    struct.pack_into("q", view, offset, value + n)
+    to shared memory; on Dask, an event at most every 0.2 s). Does nothing outside a batch chunk."""
+    record = getattr(_running, "record", None)
+    if record is not None:
+        record.tick(n)
 
 
-def _open_counters(progress: tuple[int, int, str] | None) -> mmap.mmap | None:
-    """Maps the parent's counters (a memfd, reached through /proc like the engine's payloads)."""
-    global _counters
+class _SharedRecord:
+    """The chunk's record in the runner's memfd (a local pool worker)."""
+
+    __slots__ = ("view", "offset")
+
+    def __init__(self, view: mmap.mmap, position: int) -> None:
+        self.view = view
+        self.offset = position * RECORD.size
+
+    def begin(self, attempt: int) -> None:
+        RECORD.pack_into(self.view, self.offset, os.getpid(), time.monotonic_ns(), 0, attempt)
+
+    def tick(self, n: int) -> None:
+        offset = self.offset + 16
+        (value,) = struct.unpack_from("q", self.view, offset)
+        struct.pack_into("q", self.view, offset, value + n)
+
+
+class _EventRecord:
+    """The chunk's record as events to the runner's Dask client: one when the chunk starts (the
+    runner stamps it with its own clock: the machines' clocks may differ), then its ticks."""
+
+    __slots__ = ("token", "position", "attempt", "ticks", "sent")
+
+    def __init__(self, token: str, position: int) -> None:
+        self.token = token
+        self.position = position
+        self.attempt = 0
+        self.ticks = 0
+        self.sent = 0.0
+
+    def begin(self, attempt: int) -> None:
+        from multicore.backends import dask
+
+        self.attempt = attempt
+        self.sent = time.monotonic()
+        # Delivered before the chunk does anything: a worker that dies in the chunk has then
+        # been seen running it (a retry counts it), not taken for one that never started it.
+        dask.send_event(self.token, {"position": self.position, "attempt": attempt, "pid": os.getpid()}, wait=True)
+
+    def tick(self, n: int) -> None:
+        self.ticks += n
+        now = time.monotonic()
+        if now - self.sent >= DASK_TICK_INTERVAL:
+            from multicore.backends import dask
+
+            self.sent = now
+            dask.send_event(self.token, {"position": self.position, "attempt": self.attempt, "ticks": self.ticks})
+
+
+def _record(progress: tuple | None, position: int) -> _SharedRecord | _EventRecord | None:
     if progress is None:
         return None
+    if progress[0] == DASK:
+        return _EventRecord(progress[1], position)
+    view = _open_counters(progress)
+    return None if view is None else _SharedRecord(view, position)
+
+
+def _open_counters(progress: tuple[int, int, str]) -> mmap.mmap | None:
+    """Maps the parent's counters (a memfd, reached through /proc like the engine's payloads)."""
+    global _counters
     pid, fd, token = progress
     if _counters is not None and _counters[0] == token:
         return _counters[1]
@@ -127,23 +192,20 @@ def _mark_done(job: dict, chunk: tuple, rows: int | None, started: float) -> Non
         raise ChunkAlreadyDone(f"chunk {chunk[1]} was already done by another attempt; this one is rolled back")
 
 
-def run_chunk(
-    blob: bytes, chunk: tuple, position: int, progress: tuple[int, int, str] | None
-) -> tuple[int | None, int]:
-    """Runs one chunk: ``chunk`` is (ledger id or None, index, lo, hi, attempt). Returns
-    (rows, pid). Raises the function's own exception (the parent records it)."""
-    global _current
+def run_chunk(blob: bytes, chunk: tuple, position: int, progress: tuple | None) -> tuple[int | None, int]:
+    """Runs one chunk: ``chunk`` is (ledger id or None, index, lo, hi, attempt). ``progress`` is
+    the runner's counters (pid, fd, token), ("dask", token), or None. Returns (rows, pid).
+    Raises the function's own exception (the parent records it)."""
     job = _decode(blob)
     started = time.monotonic()
-    view = _open_counters(progress)
+    record = _record(progress, position)
 
     def begin() -> None:
         # The chunk's clock (the parent's timeout) starts once it has its transaction: on SQLite
         # it may first wait for the write lock while another chunk holds it.
-        global _current
-        if view is not None:
-            RECORD.pack_into(view, position * RECORD.size, os.getpid(), time.monotonic_ns(), 0, chunk[4])
-            _current = position * RECORD.size
+        if record is not None:
+            record.begin(chunk[4])
+            _running.record = record
 
     try:
         if _baseline is None or _baseline[0] != os.getpid():
@@ -162,7 +224,7 @@ def run_chunk(
             if ledger:
                 txn.write(job["using"], lambda: _mark_done(job, chunk, _count(rows), started))
     finally:
-        _current = None
+        _running.record = None
         limit = job["max_memory_per_worker"]
         if limit is not None and _rss_growth() > limit:
             process.retire_after_call()

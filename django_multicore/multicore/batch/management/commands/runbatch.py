@@ -1,4 +1,5 @@
-"""``manage.py runbatch``: run a BatchJob on every core, resumably; ``--status`` shows the ledger.
+"""``manage.py runbatch``: run a BatchJob on every core (or a Dask cluster's, ``--backend dask``),
+resumably; ``--status`` shows the ledger.
 
 Exit status: 0 every chunk done, 1 some failed (listed), 130 interrupted (rerun to resume).
 """
@@ -20,7 +21,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("job", nargs="?", help="dotted path of a BatchJob subclass, or its name")
         parser.add_argument("--status", action="store_true", help="list the jobs in the ledger (or just JOB)")
-        parser.add_argument("--workers", type=int, help="chunks at once (default: the pool's workers)")
+        parser.add_argument(
+            "--backend",
+            choices=["local", "dask"],
+            help="where the chunks run: this machine's pool or the Dask cluster (default: the job's, else the configured backend)",
+        )
+        parser.add_argument("--workers", type=int, help="chunks at once (default: the pool's or the cluster's workers)")
         parser.add_argument("--chunk-size", type=int, help="rows per chunk (default: the job's)")
         parser.add_argument("--retries", type=int, help="retries per chunk (default: the job's)")
         parser.add_argument("--timeout", type=float, help="seconds per chunk (default: the job's)")
@@ -63,6 +69,7 @@ class Command(BaseCommand):
             _visible_log()
         try:
             report = job.run(
+                backend=options["backend"],
                 workers=options["workers"],
                 chunk_size=options["chunk_size"],
                 retries=options["retries"],
