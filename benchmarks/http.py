@@ -13,7 +13,10 @@ work per row (example_project/catalog/analysis.py).
 * Four concurrent clients (the cores already busy): a fixed number of requests per client,
   against one server at a time; throughput in requests per second.
 
-Every loop is bounded (fixed request counts, per-request timeouts); loopback only.
+Before each size the benchmark waits (at most 30 s) for an idle machine, and it reports the CPU
+other processes used meanwhile (the PostgreSQL backends serving it count as its own): on a
+shared machine that column says which figures to trust. Every loop is bounded (fixed request
+counts, per-request timeouts); loopback only.
 """
 
 from __future__ import annotations
