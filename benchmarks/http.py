@@ -13,14 +13,15 @@ work per row (example_project/catalog/analysis.py).
 * Four concurrent clients (the cores already busy): a fixed number of requests per client,
   against one server at a time; throughput in requests per second.
 
-Every loop is bounded (fixed request counts, per-request timeouts); loopback only.
+Before each size the benchmark waits (at most 30 s) for an idle machine, and it reports the CPU
+other processes used meanwhile (the PostgreSQL backends serving it count as its own): on a
+shared machine that column says which figures to trust. Every loop is bounded (fixed request
+counts, per-request timeouts); loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,9 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # This file is named like the stdlib's http package: keep its directory off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT / "example_project"))
+sys.path[:0] = [str(ROOT / "example_project"), str(ROOT)]
 
 import runner  # noqa: E402
+
+from benchmarks._util import Noise, machine_line, wait_quiet  # noqa: E402
 
 PG_URL = "postgres://root@127.0.0.1:5432/multicore_bench"
 SIZES = (10, 100, 1000, 3000, 5000)
@@ -41,6 +44,7 @@ LIGHT_SIZES = (10, 20, 50, 100, 200, 500, 1000, 3000)
 SINGLE_CLIENT_REQUESTS = {10: 60, 20: 60, 50: 50, 100: 40, 200: 30, 500: 20, 1000: 15, 3000: 8, 5000: 6}
 ENDPOINTS = {"products": "/api/products/", "light": "/api/products-light/"}
 CONCURRENT = {"clients": 4, "requests_per_client": {100: 15, 1000: 4}, "rounds": 3}
+QUIET_WAIT = 30  # seconds, at most, waited before each size for the machine to be idle
 
 
 class Engagement:
@@ -100,18 +104,39 @@ def checked(server: runner.Gunicorn, url: str) -> float:
     return seconds
 
 
-def single_client(patched: runner.Gunicorn, plain: runner.Gunicorn, engaged: Engagement, sizes) -> list[dict]:
+def backends(db: str):
+    """The pids of the PostgreSQL backends serving the benchmark's database (their CPU is ours)."""
+    if db != "postgres":
+        return list
+    import psycopg
+
+    def pids() -> list[int]:
+        with psycopg.connect("postgresql://root@127.0.0.1:5432/postgres", connect_timeout=5) as conn:
+            query = "SELECT pid FROM pg_stat_activity WHERE datname = 'multicore_bench'"
+            return [pid for (pid,) in conn.execute(query).fetchall()]
+
+    return pids
+
+
+def single_client(patched: runner.Gunicorn, plain: runner.Gunicorn, engaged: Engagement, sizes, db: str) -> list[dict]:
     results = []
     for rows in sizes:
         url = path(rows)
         for server in (patched, plain):  # warm caches and connections
             checked(server, url)
+        # The machine is shared: start each size on a quiet one, and report what else ran.
+        wait_quiet(QUIET_WAIT)
         times: dict[str, list[float]] = {"patched": [], "plain": []}
-        for i in range(SINGLE_CLIENT_REQUESTS.get(rows, 40)):
-            order = [("patched", patched), ("plain", plain)]
-            for name, server in order if i % 2 == 0 else order[::-1]:
-                times[name].append(checked(server, url))
-        row = {"rows": rows, "parallel": "{}/{}".format(*_share(engaged.since_last()))}
+        with Noise(also=backends(db)) as noise:
+            for i in range(SINGLE_CLIENT_REQUESTS.get(rows, 40)):
+                order = [("patched", patched), ("plain", plain)]
+                for name, server in order if i % 2 == 0 else order[::-1]:
+                    times[name].append(checked(server, url))
+        row = {
+            "rows": rows,
+            "parallel": "{}/{}".format(*_share(engaged.since_last())),
+            "others": noise.foreign_pct,
+        }
         for name, values in times.items():
             row[f"{name}_p50"] = statistics.median(values) * 1000
             row[f"{name}_p95"] = percentile(values, 0.95) * 1000
@@ -119,7 +144,7 @@ def single_client(patched: runner.Gunicorn, plain: runner.Gunicorn, engaged: Eng
         results.append(row)
         print(
             f"  {rows:>5} rows: patched p50 {row['patched_p50']:.1f} ms, unpatched {row['plain_p50']:.1f} ms "
-            f"({row['speedup']:.2f}x; parallel {row['parallel']})",
+            f"({row['speedup']:.2f}x; parallel {row['parallel']}; other processes {row['others']:.0f}%)",
             flush=True,
         )
     return results
@@ -153,25 +178,29 @@ def throughput(server: runner.Gunicorn, rows: int) -> float:
     return CONCURRENT["clients"] * count / elapsed
 
 
-def concurrent_clients(patched: runner.Gunicorn, plain: runner.Gunicorn, engaged: Engagement) -> list[dict]:
+def concurrent_clients(patched: runner.Gunicorn, plain: runner.Gunicorn, engaged: Engagement, db: str) -> list[dict]:
     results = []
     for rows in CONCURRENT["requests_per_client"]:
         engaged.since_last()
+        wait_quiet(QUIET_WAIT)
         # plain, patched, plain, patched...: both see the same drift in machine load.
         rps = {"patched": [], "plain": []}
-        for name, server in (("plain", plain), ("patched", patched)) * CONCURRENT["rounds"]:
-            rps[name].append(throughput(server, rows))
+        with Noise(also=backends(db)) as noise:
+            for name, server in (("plain", plain), ("patched", patched)) * CONCURRENT["rounds"]:
+                rps[name].append(throughput(server, rows))
         row = {
             "rows": rows,
             "patched_rps": statistics.median(rps["patched"]),
             "plain_rps": statistics.median(rps["plain"]),
+            "others": noise.foreign_pct,
         }
         row["ratio"] = row["patched_rps"] / row["plain_rps"]
         row["parallel"] = "{}/{}".format(*_share(engaged.since_last()))
         results.append(row)
         print(
             f"  {rows:>5} rows, 4 clients: patched {row['patched_rps']:.2f} req/s, unpatched "
-            f"{row['plain_rps']:.2f} req/s ({row['ratio']:.2f}x; parallel {row['parallel']})",
+            f"{row['plain_rps']:.2f} req/s ({row['ratio']:.2f}x; parallel {row['parallel']}; "
+            f"other processes {row['others']:.0f}%)",
             flush=True,
         )
     return results
@@ -198,10 +227,10 @@ def run(db: str, workdir: Path, min_idle_cpus: int, sizes, concurrent: bool) -> 
         engaged = Engagement(log)
         engaged.since_last()
         print(f"{db}: one client (load average {load()})", flush=True)
-        single = single_client(patched, plain, engaged, sizes)
+        single = single_client(patched, plain, engaged, sizes, db)
         if concurrent:
             print(f"{db}: four concurrent clients (load average {load()})", flush=True)
-        concurrent = concurrent_clients(patched, plain, engaged) if concurrent else []
+        concurrent = concurrent_clients(patched, plain, engaged, db) if concurrent else []
         print(f"{db}: done (load average {load()})", flush=True)
         if not any(patched.json("/pool/")["tasks_done"] > 0 for _ in range(8)):
             raise RuntimeError("the patched server never used its pool: the patch did not engage")
@@ -213,23 +242,25 @@ def markdown(all_results: dict[str, tuple[list[dict], list[dict]]], min_idle_cpu
     lines = [
         "## HTTP: DRF list endpoint under gunicorn (benchmarks/http.py)",
         "",
-        f"Machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python "
-        f"{platform.python_version()}; gunicorn 2 sync workers per server, 2 multicore workers per "
+        f"Machine: {machine_line()}; gunicorn 2 sync workers per server, 2 multicore workers per "
         f"gunicorn worker; `{ENDPOINTS[endpoint]}?limit=N`, {work} of Python per row; client on 127.0.0.1; "
-        f'busy-CPU guard `multicore_min_idle_cpus = {min_idle_cpus}`. "served in parallel" counts the '
-        "patched server's requests that the pool served (the rest fell back).",
+        f'busy-CPU guard `multicore_min_idle_cpus = {min_idle_cpus}`. "Served in parallel" counts the '
+        'patched server\'s requests that the pool served (the rest fell back); "other processes" is the '
+        "CPU other programs used meanwhile, in % of the machine (the database server's backends serving "
+        "the benchmark count as its own).",
         "",
     ]
     for db, (single, concurrent) in all_results.items():
         lines += [
             f"### {db}: one client (latency, ms)",
             "",
-            "| rows | patched p50 | patched p95 | unpatched p50 | unpatched p95 | speed-up (p50) | served in parallel |",
-            "|---:|---:|---:|---:|---:|---:|---:|",
+            "| rows | patched p50 | patched p95 | unpatched p50 | unpatched p95 | speed-up (p50) | served in parallel "
+            "| other processes |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         lines += [
             f"| {r['rows']:,} | {r['patched_p50']:.1f} | {r['patched_p95']:.1f} | {r['plain_p50']:.1f} | "
-            f"{r['plain_p95']:.1f} | {r['speedup']:.2f}x | {r['parallel']} |"
+            f"{r['plain_p95']:.1f} | {r['speedup']:.2f}x | {r['parallel']} | {r['others']:.0f}% |"
             for r in single
         ]
         if not concurrent:
@@ -239,11 +270,12 @@ def markdown(all_results: dict[str, tuple[list[dict], list[dict]]], min_idle_cpu
             "",
             f"### {db}: four concurrent clients (throughput)",
             "",
-            "| rows | patched req/s | unpatched req/s | patched / unpatched | served in parallel |",
-            "|---:|---:|---:|---:|---:|",
+            "| rows | patched req/s | unpatched req/s | patched / unpatched | served in parallel | other processes |",
+            "|---:|---:|---:|---:|---:|---:|",
         ]
         lines += [
-            f"| {r['rows']:,} | {r['patched_rps']:.2f} | {r['plain_rps']:.2f} | {r['ratio']:.2f} | {r['parallel']} |"
+            f"| {r['rows']:,} | {r['patched_rps']:.2f} | {r['plain_rps']:.2f} | {r['ratio']:.2f} | {r['parallel']} "
+            f"| {r['others']:.0f}% |"
             for r in concurrent
         ]
         lines.append("")

@@ -148,13 +148,25 @@ class Server:
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} (log: {self.log_file})")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}{self.log_tail()}")
             if self.pools_ready():
                 return
             time.sleep(0.1)
         tree = self.tree()
         self.stop()
-        raise RuntimeError(f"{self.name} did not get ready within {ready_timeout}s: {tree} (log: {self.log_file})")
+        raise RuntimeError(f"{self.name} did not get ready within {ready_timeout}s: {tree}{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the server's log, for an error message: the log's directory may be gone
+        by the time anyone reads it (a benchmark's temporary directory)."""
+        if not self.log_file:
+            return " (no log: pass log_file to see why)"
+        try:
+            with open(self.log_file, "rb") as f:
+                tail = f.read().decode(errors="replace").splitlines()[-lines:]
+        except OSError as exc:
+            return f" (log {self.log_file}: {exc})"
+        return f"; the end of its log ({self.log_file}):\n" + "\n".join(tail)
 
     @property
     def master(self) -> int:

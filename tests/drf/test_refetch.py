@@ -110,3 +110,41 @@ def test_a_short_page_from_a_long_page_size_is_served_by_the_parent(compare, boo
     compare("/api/books/?limit=40&offset=100", expect="fallback:small")  # 20 rows left
     compare("/api/books/?limit=20", expect="fallback:small")  # known before any query
     assert drf.stats["parallel"] >= 0
+
+
+def test_a_row_deleted_between_the_keys_and_the_refetch_is_served_by_drf(compare, books, monkeypatch):
+    """The workers find a key gone: the whole list is served again by DRF, with the same bytes."""
+    keys_of = rows.keys_of
+
+    def keys_then_delete(page):
+        keys = keys_of(page)
+        Book.objects.filter(pk=keys[-1]).delete()  # committed: the workers' connections see it
+        return keys
+
+    monkeypatch.setattr(rows, "keys_of", keys_then_delete)
+    response = compare("/api/books/?limit=50", expect="fallback:changed")
+    assert len(_rows(response)) == 50
+
+
+def test_range_sizes_cover_the_page_biggest_first():
+    from multicore.drf.patch import MIN_RANGE_ROWS, range_sizes
+
+    for count in (1, 2, 3, 79, 80, 199, 200, 201, 1000, 3000, 5000, 12345):
+        for workers in (1, 2, 3, 4, 8):
+            sizes = range_sizes(count, workers)
+            assert sum(sizes) == count and min(sizes) >= 1, (count, workers, sizes)
+            assert sizes == sorted(sizes, reverse=True), (count, workers, sizes)
+            assert len(sizes) >= min(count, workers), (count, workers, sizes)
+            if count >= 2 * workers * MIN_RANGE_ROWS:
+                assert min(sizes) >= MIN_RANGE_ROWS // 2, (count, workers, sizes)
+    assert range_sizes(80, 2) == [40, 40]  # a short page: one range per worker, as before
+    assert range_sizes(1000, 2) == [250, 250, 125, 125, 125, 125]
+
+
+def test_a_page_in_many_ranges_is_byte_identical(compare, books, monkeypatch, caplog):
+    from multicore.drf import patch
+
+    monkeypatch.setattr(patch, "MIN_RANGE_ROWS", 10)
+    with caplog.at_level("DEBUG", logger="multicore.drf"):
+        compare("/api/books/?limit=110&offset=5")
+    assert "(110 rows, 6 ranges)" in caplog.text, caplog.text

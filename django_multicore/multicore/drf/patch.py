@@ -17,12 +17,11 @@ from rest_framework.response import Response
 from rest_framework.utils.serializer_helpers import ReturnList
 
 import multicore
-from multicore._pool.lifecycle import default_workers
+from multicore._pool import lifecycle
 from multicore.drf import policy
 from multicore.drf import rows as _rows
 from multicore.drf.context import PROTOCOL, ListContext
 from multicore.drf.splice import SplicedRows, render_items
-from multicore.utils import ranges
 
 _patch_lock = threading.Lock()
 
@@ -163,11 +162,43 @@ def _shipped(view, task, context: tuple[ListContext, bytes], items: list, reason
     return _run(view, task, calls, items, context[0], reason)
 
 
+#: The fewest rows worth a range of their own: each range costs a worker about 1.5 ms (the view
+#: and request rebuilt, a query), and the last ranges must be short enough to even the workers
+#: out. Measured in docs/benchmarks.md ("How a page is split").
+MIN_RANGE_ROWS = 100
+
+
+def range_sizes(count: int, workers: int) -> list[int]:
+    """How many rows each range of a ``count``-row page gets, in the order they are queued.
+
+    Factoring: each round gives every worker an equal share of half the rows not yet handed out,
+    so the ranges shrink as the page goes on; the rows left once a share would be under
+    :data:`MIN_RANGE_ROWS` are cut in equal ranges, at least one per worker. Workers take
+    queued calls in order, so a worker slowed down by anything else (another process, the
+    database server, a vCPU the hypervisor slows, costlier rows) takes fewer of the later
+    ranges, where with one range per worker the page waited for the slower half.
+    """
+    sizes: list[int] = []
+    rest = count
+    while rest:
+        share = -(-rest // (2 * workers))
+        if share < MIN_RANGE_ROWS:
+            parts = min(rest, max(workers, rest // MIN_RANGE_ROWS))
+            sizes += [rest // parts + (1 if i < rest % parts else 0) for i in range(parts)]
+            break
+        sizes += [share] * workers
+        rest -= share * workers
+    return sizes
+
+
 def _split(items: list) -> list[list]:
-    # One range per worker: each range costs a view and request rebuild (and, refetching, a
-    # query) in the worker, which outweighed starting the first worker earlier with two smaller
-    # ranges each (see docs/benchmarks.md).
-    return [items[start:end] for start, end in ranges(items, number_of_workers=default_workers())]
+    pool = lifecycle.owned()
+    workers = pool.workers if pool is not None else lifecycle.default_workers()
+    chunks, start = [], 0
+    for size in range_sizes(len(items), workers):
+        chunks.append(items[start : start + size])
+        start += size
+    return chunks
 
 
 def _run(view, task, calls: list[tuple], rows: list, context: ListContext, shipped: str) -> Any:
