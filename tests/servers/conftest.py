@@ -52,7 +52,7 @@ def example_env():
 
 
 def pytest_collection_modifyitems(items):
-    """A server test that runs out of time fails by an exception in its own thread (pytest-timeout's
+    """A server test that runs out of time fails by an exception raised in the test (pytest-timeout's
     signal method), so the serve fixture still stops its servers: the thread method (the suite's
     default) ends the whole run with os._exit, and no teardown would kill what the test started."""
     for item in items:
