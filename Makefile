@@ -35,7 +35,7 @@ lint: install ## ruff (check and format), mypy, stubtest for _core.pyi, cargo fm
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-test: install test-rust test-bench test-core test-python test-postgres ## run every test on the host (Rust, benchmark smoke, the core without Django, Python on SQLite and PostgreSQL); `make test-matrix` adds CPython 3.13/3.14 with Django 6.x
+test: install test-rust test-bench test-core test-python test-postgres test-matrix ## run every test: on the host (Rust, benchmark smoke, the core without Django, Python on SQLite and PostgreSQL), then the Python suites on CPython 3.13/3.14 with Django 6.x (test-matrix)
 
 test-rust: ## the engine's own tests (no Python)
 	cargo test -p multicore-engine --lib --tests --quiet
@@ -58,7 +58,8 @@ test-postgres: install ## the database suites again on PostgreSQL (127.0.0.1:543
 	$(NO_DASK_LEFT)
 
 test-matrix: ## the Python suites again on CPython 3.13 and 3.14 with Django 6.x, in cached Debian roots (docs/versions.md)
-	CORE_TESTS="$(CORE_TESTS)" DB_TESTS="$(DB_TESTS)" PYTEST_ARGS="$(PYTEST_ARGS)" .ci/matrix $(MATRIX)
+	CORE_TESTS="$(CORE_TESTS)" DB_TESTS="$(DB_TESTS)" DASK_TESTS="$(DASK_TESTS)" DASK_PG_TESTS="$(DASK_TESTS)/test_django.py" \
+		PYTEST_ARGS="$(PYTEST_ARGS)" .ci/matrix $(MATRIX)
 
 test-bench: install ## the benchmark's smoke run: it still works (its figures are not measurements)
 	@$(PY) benchmarks/core.py --quick > $(VENV)/bench-smoke.log 2>&1 \

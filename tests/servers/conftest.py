@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from tests.servers.example import runner
 from tests.support import ON_POSTGRES
 
 PG_SERVER = "postgresql://root@127.0.0.1:5432/postgres"
+HERE = Path(__file__).parent
 
 
 def _pg(statement: str) -> None:
@@ -49,9 +51,23 @@ def example_env():
     shutil.rmtree(directory, ignore_errors=True)
 
 
+def pytest_collection_modifyitems(items):
+    """A server test that runs out of time fails by an exception raised in the test (pytest-timeout's
+    signal method), so the serve fixture still stops its servers: the thread method (the suite's
+    default) ends the whole run with os._exit, and no teardown would kill what the test started."""
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        if not item.path.is_relative_to(HERE) or (marker is not None and "method" in marker.kwargs):
+            continue
+        args, kwargs = (marker.args, marker.kwargs) if marker else ((), {})
+        item.add_marker(pytest.mark.timeout(*args, **{**kwargs, "method": "signal"}), append=False)
+
+
 def leftovers(servers) -> dict[str, object]:
-    """What the stopped servers left: live processes, mapped multicore memory, open ports."""
+    """What the stopped servers left: live processes (also any never seen in the tree, by
+    session), mapped multicore memory, open ports."""
     pids = {pid for server in servers for pid in server.seen}
+    pids |= {pid for server in servers if server.proc for pid in runner.session_members(server.proc.pid)}
     return {
         "processes": sorted(pid for pid in pids if runner.alive(pid)),
         "mapping a pool": sorted(pid for pid in pids if runner.control_regions(pid)),

@@ -5,6 +5,7 @@ granian's main process, nothing left when it stops."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -18,6 +19,13 @@ pytestmark = pytest.mark.timeout(180)
 def test_each_granian_worker_has_its_own_pool(serve, interface):
     server = serve("granian", workers=2, interface=interface)
     tree = assert_one_pool_per_host(server)
+    # granian forks its workers where multiprocessing's default start method is fork and spawns
+    # them on CPython 3.14, whose default (forkserver) cannot share its listening socket; either
+    # way each worker builds its own pool (the spawned ones beside multiprocessing's resource tracker).
+    spawned = sys.version_info >= (3, 14)
+    assert all(("multiprocessing.spawn" in runner.cmdline(h)) == spawned for h in tree), {
+        h: runner.cmdline(h) for h in tree
+    }
     answers_from_every_host(server, tree)
     for _ in range(4):
         status, body, _ = server.request("/api/products/?limit=200")

@@ -107,7 +107,8 @@ def _start(options: _options.Options) -> PoolHandle:
         with warnings.catch_warnings():
             # Python 3.12+ warns about fork() in a threaded process. This is the one fork the
             # parent does, into a supervisor that only forks workers from its single thread.
-            warnings.simplefilter("ignore", DeprecationWarning)
+            # Only that warning is silenced: any other raised while forking still reaches the user.
+            warnings.filterwarnings("ignore", r"This process .* is multi-threaded, use of fork\(\)", DeprecationWarning)
             pid = os.fork()
         if pid == 0:
             process.supervisor_main(core, options)
