@@ -142,9 +142,10 @@ def test_range_sizes_cover_the_page_biggest_first():
 
 
 def test_a_page_in_many_ranges_is_byte_identical(compare, books, monkeypatch, caplog):
-    from multicore.drf import patch
+    import importlib
 
-    monkeypatch.setattr(patch, "MIN_RANGE_ROWS", 10)
+    # The module: ``multicore.drf.patch`` as an attribute is the patch() function.
+    monkeypatch.setattr(importlib.import_module("multicore.drf.patch"), "MIN_RANGE_ROWS", 10)
     with caplog.at_level("DEBUG", logger="multicore.drf"):
         compare("/api/books/?limit=110&offset=5")
     assert "(110 rows, 6 ranges)" in caplog.text, caplog.text
