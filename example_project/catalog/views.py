@@ -128,12 +128,8 @@ def keyword_cloud(request):
     )
 
 
-def category_report(request):
-    """Per-category quality statistics (the ``catalog_report`` command's numbers) as JSON."""
-    from catalog.report import build_report
-
-    began = time.perf_counter()
-    rows, parallel, pids = build_report()
+def _report_response(rows, parallel, pids, began):
+    """The report views' JSON: the numbers, who computed them, who served, and how long it took."""
     return JsonResponse(
         {
             "categories": rows,
@@ -143,6 +139,15 @@ def category_report(request):
             "seconds": round(time.perf_counter() - began, 4),
         }
     )
+
+
+def category_report(request):
+    """Per-category quality statistics (the ``catalog_report`` command's numbers) as JSON."""
+    from catalog.report import build_report
+
+    began = time.perf_counter()
+    rows, parallel, pids = build_report()
+    return _report_response(rows, parallel, pids, began)
 
 
 async def async_report(request):
@@ -156,15 +161,7 @@ async def async_report(request):
     rows, parallel, pids = await abuild_report(
         parallel=request.GET.get("inline") != "1", hold=float(request.GET.get("hold", 0))
     )
-    return JsonResponse(
-        {
-            "categories": rows,
-            "parallel": parallel,
-            "computed_by": pids,
-            "served_by": os.getpid(),
-            "seconds": round(time.perf_counter() - began, 4),
-        }
-    )
+    return _report_response(rows, parallel, pids, began)
 
 
 def pool(request):
