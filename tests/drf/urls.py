@@ -33,6 +33,7 @@ for prefix, view in [
     ("books-sliced", books.SlicedBooks),
     ("placements", books.Placements),
     ("books-own-paginator", books.OwnPaginatorBooks),
+    ("books-shelf-cursor", books.ShelfCursorBooks),
     ("books-unpicklable", books.UnpicklableBooks),
 ]:
     router.register(prefix, view, basename="item" if prefix == "items" else prefix)
