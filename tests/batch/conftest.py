@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 
 import multicore
+from multicore.batch.models import BatchChunk
 from tests.batch.models import Row
 from tests.support import ROOT
 
@@ -55,3 +56,17 @@ def runbatch(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
         text=True,
         **kwargs,
     )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
+    """The output of a :func:`runbatch` process; a process still running at the timeout is killed."""
+    try:
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def done_chunks(name: str) -> int:
+    return BatchChunk.objects.filter(run__name=name, status="done").count()

@@ -12,7 +12,7 @@ import pytest
 from multicore.batch import BatchLockedError, run_batch
 from multicore.batch.models import BatchChunk, BatchRun
 from tests.batch import tasks
-from tests.batch.conftest import counters, runbatch
+from tests.batch.conftest import counters, done_chunks, finish, runbatch
 from tests.batch.models import Row
 from tests.support import pid_alive, wait_until
 
@@ -43,19 +43,6 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
-
-
-def done_chunks(name: str) -> int:
-    return BatchChunk.objects.filter(run__name=name, status="done").count()
-
-
-def finish(proc, timeout: float = 120) -> tuple[str, str]:
-    try:
-        return proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def test_runbatch_runs_a_job_and_a_rerun_skips_it(rows):

@@ -16,7 +16,7 @@ from multicore.batch import run_batch
 from multicore.batch.models import BatchChunk, BatchRun
 from multicore.exceptions import ConfigurationError, MulticoreWarning
 from tests.batch import tasks
-from tests.batch.conftest import counters, runbatch
+from tests.batch.conftest import counters, done_chunks, finish, runbatch
 from tests.batch.models import Row
 from tests.dask import batch_jobs
 from tests.support import wait_until
@@ -41,19 +41,6 @@ def healed(cluster) -> None:
 def many(multicore_db):
     Row.objects.bulk_create(Row(value=i, group=i % 20) for i in range(300))
     return Row.objects.all()
-
-
-def finish(proc, timeout: float = 120) -> tuple[str, str]:
-    try:
-        return proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-
-
-def done_chunks(name: str) -> int:
-    return BatchChunk.objects.filter(run__name=name, status="done").count()
 
 
 # -- where the chunks run ----------------------------------------------------------------------------
