@@ -140,13 +140,18 @@ async def cancel_latency() -> float:
     (pid,) = [w["pid"] for w in multicore.pool_info()["workers"] if w["state"] == "busy"]
     pending = asyncio.get_running_loop().create_task(task.aget())
     await asyncio.sleep(0.01)
+    return await time_cancel(pending, gone=lambda: not alive(pid))
+
+
+async def time_cancel(pending: asyncio.Task, gone) -> float:
+    """Seconds from cancelling ``pending`` until ``gone()`` says the worker running it has exited."""
     t0 = time.perf_counter()
     pending.cancel()
     try:
         await pending
     except asyncio.CancelledError:
         pass
-    while alive(pid):
+    while not gone():
         await asyncio.sleep(0.0001)
     return time.perf_counter() - t0
 
@@ -176,15 +181,7 @@ async def anyio_cancel_latency(limiter: anyio.CapacityLimiter) -> float:
         anyio.to_process.run_sync(nap, 30, cancellable=True, limiter=limiter)
     )
     await asyncio.sleep(0.2)  # it has started in one of the workers
-    t0 = time.perf_counter()
-    pending.cancel()
-    try:
-        await pending
-    except asyncio.CancelledError:
-        pass
-    while before and before <= anyio_workers():
-        await asyncio.sleep(0.0001)
-    return time.perf_counter() - t0
+    return await time_cancel(pending, gone=lambda: not (before and before <= anyio_workers()))
 
 
 def view_under_uvicorn(quick: bool) -> tuple[float, float, int]:
