@@ -69,10 +69,13 @@ def page_size(view: Any, request: Any) -> int | None:
     return None
 
 
-#: When the busy-CPU guard reads the run queue, in seconds after its first reading. It says
-#: "busy" only if every reading does: 1.5 ms outlasts the moments other processes are runnable
-#: between requests, and costs nothing on an idle machine, where the first reading decides.
-CONFIRM_AT = (0.0, 0.0003, 0.0008, 0.0015)
+#: When the busy-CPU guard reads the run queue, in seconds after its first reading; it says
+#: "busy" only if every reading does. An idle machine pays nothing (the first reading decides);
+#: a busy one waits the last delay before DRF serializes, with no CPU used meanwhile, which the
+#: other requests' threads may not be ready to fill. A 1.5 ms window was tried: it halved the
+#: false "busy" readings of an idle machine, gained nothing measurable for one client, and may
+#: cost four clients throughput (docs/drf.md).
+CONFIRM_AT = (0.0, 0.0003, 0.0006)
 
 
 def cores_free(view: Any) -> bool:
