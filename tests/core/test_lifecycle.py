@@ -125,6 +125,23 @@ def test_load_guard_is_per_core(monkeypatch):
     assert Task() is not None, "None means never refuse"
 
 
+def test_load_guard_reads_the_cpu_count_at_most_once_a_second(monkeypatch):
+    # Reading it opens the affinity and cgroup files: per Task() it cost six round trips.
+    from multicore._pool import lifecycle
+
+    multicore.initialize(workers=2)  # sizing a pool reads the count too, afresh
+    reads = []
+    monkeypatch.setattr(lifecycle, "_cpus_read", (float("-inf"), 1))
+    monkeypatch.setattr(lifecycle._core, "usable_cpus", lambda: reads.append(1) or 2)
+    monkeypatch.setattr(_task, "_load_average", lambda: 1.0)
+    assert all(Task(max_load_average=1.0) is not None for _ in range(200))
+    assert len(reads) == 1
+    monkeypatch.setattr(lifecycle, "_cpus_read", (lifecycle._cpus_read[0] - 1.5, 2))  # a second later
+    monkeypatch.setattr(_task, "_load_average", lambda: 3.0)
+    assert Task(max_load_average=1.0) is None  # 3.0 > 1.0 per CPU x 2 CPUs
+    assert len(reads) == 2
+
+
 def test_pool_info_describes_workers():
     multicore.initialize(workers=2)
     task = Task()

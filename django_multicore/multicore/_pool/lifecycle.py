@@ -60,6 +60,23 @@ def usable_cpus() -> int:
     return _core.usable_cpus()
 
 
+# The CPU count changes only when the affinity mask or a cgroup quota does, and reading it opens
+# those files (about 60 µs): a guard asked on every Task() and every DRF list would pay that each
+# time, six times the cost of a whole round trip.
+_CPUS_TTL = 1.0
+_cpus_read: tuple[float, int] = (float("-inf"), 1)
+
+
+def recent_usable_cpus() -> int:
+    """:func:`usable_cpus` as read at most a second ago, for the per-call guards. Sizing a new
+    pool reads it afresh."""
+    global _cpus_read
+    now = time.monotonic()
+    if now - _cpus_read[0] > _CPUS_TTL:
+        _cpus_read = (now, _core.usable_cpus())
+    return _cpus_read[1]
+
+
 _PR_GET_DUMPABLE, _PR_SET_DUMPABLE = 3, 4
 
 

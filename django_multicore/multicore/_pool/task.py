@@ -46,7 +46,7 @@ def _load_average() -> float | None:
 def machine_busy(max_load_average: float) -> bool:
     """True when the 1-minute load average exceeds ``max_load_average`` per usable CPU."""
     load = _load_average()
-    return load is not None and load > max_load_average * lifecycle.usable_cpus()
+    return load is not None and load > max_load_average * lifecycle.recent_usable_cpus()
 
 
 def _map_chunk(fn: Any, items: list[Any]) -> list[Any]:

@@ -93,7 +93,7 @@ def cores_free(view: Any) -> bool:
         wanted = get_config()["drf-min-idle-cpus"]
     if wanted <= 0:
         return True
-    cpus = lifecycle.usable_cpus()
+    cpus = lifecycle.recent_usable_cpus()
     began = time.perf_counter()
     for at in CONFIRM_AT:
         if at:
