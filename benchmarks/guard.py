@@ -1,8 +1,13 @@
-"""How often the DRF patch's busy-CPU guard would say "busy" on this machine, per schedule.
+"""What multicore's two guards cost: the load-average guard of every ``Task()``, and how often
+the DRF patch's busy-CPU guard would say "busy" on this machine, per schedule.
 
-    python benchmarks/guard.py            # 3,000 decisions per schedule, about a minute
+    python benchmarks/guard.py            # about a minute
 
-Run it on an otherwise idle machine: every "busy" it counts is a single-client request that the
+The load-average guard (``Task(max_load_average=...)``, on in Django by default: 0.85 per CPU)
+compares the load with the usable CPUs on every ``Task()``: a round trip with it on is timed
+against one with it off, in alternating rounds.
+
+For the busy-CPU guard, run it on an otherwise idle machine: every "busy" it counts is a single-client request that the
 patch would have served sequentially for a moment's activity of some other program. The guard
 (``multicore.drf.policy.cores_free``) says "busy" when the kernel's count of runnable threads
 leaves fewer idle CPUs than wanted (1) at every reading of its schedule; the second schedule
@@ -37,10 +42,42 @@ def busy(schedule: tuple[float, ...], cpus: int, wanted: int = 1) -> bool:
     return True
 
 
+def echo(x: int) -> int:
+    return x
+
+
+def task_round_trips(rounds: int = 5, calls: int = 3000) -> dict[str, float]:
+    """Median µs of a ``Task()`` + ``run()`` + ``get()`` with the load guard off and on."""
+    import statistics
+
+    import multicore
+
+    multicore.initialize(workers=2)
+    limits = {"load guard off (max_load_average=None)": None, "load guard on (max_load_average=0.85)": 0.85}
+    times: dict[str, list[float]] = {name: [] for name in limits}
+    try:
+        for _ in range(rounds):
+            for name, limit in limits.items():
+                began = time.perf_counter()
+                for i in range(calls):
+                    task = multicore.Task(max_load_average=limit)
+                    if task is None:
+                        raise SystemExit("the machine is above the load limit: run this on an idle machine")
+                    task.run(echo, i)
+                    task.get()
+                times[name].append((time.perf_counter() - began) / calls * 1e6)
+    finally:
+        multicore.shutdown()
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--decisions", type=int, default=3000, help="decisions per schedule (default 3000)")
     args = parser.parse_args()
+    print("Task() round trip, median of 5 rounds of 3,000:")
+    for name, micros in task_round_trips().items():
+        print(f"  {name}: {micros:.1f} µs")
     cpus = len(os.sched_getaffinity(0))
     counts = dict.fromkeys(SCHEDULES, 0)
     for _ in range(args.decisions):
