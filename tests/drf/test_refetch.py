@@ -142,10 +142,25 @@ def test_range_sizes_cover_the_page_biggest_first():
             assert sum(sizes) == count and min(sizes) >= 1, (count, workers, sizes)
             assert sizes == sorted(sizes, reverse=True), (count, workers, sizes)
             assert len(sizes) >= min(count, workers), (count, workers, sizes)
+            if count >= workers:  # the same number of ranges for every worker
+                assert len(sizes) % workers == 0, (count, workers, sizes)
             if count >= 2 * workers * MIN_RANGE_ROWS:
                 assert min(sizes) >= MIN_RANGE_ROWS // 2, (count, workers, sizes)
-    assert range_sizes(80, 2) == [40, 40]  # a short page: one range per worker, as before
-    assert range_sizes(1000, 2) == [250, 250, 125, 125, 125, 125]
+    assert range_sizes(80, 2) == [40, 40]  # a short page: one range per worker
+    assert range_sizes(3000, 2) == [1500, 1500]
+    assert range_sizes(5000, 2) == [1250, 1250, 1250, 1250]
+    assert range_sizes(20000, 2) == [5000, 5000, 2500, 2500, 1250, 1250, 1250, 1250]
+
+
+def test_range_sizes_shrink_to_the_minimum_in_equal_turns(monkeypatch):
+    import importlib
+
+    patch_module = importlib.import_module("multicore.drf.patch")
+    monkeypatch.setattr(patch_module, "MIN_RANGE_ROWS", 100)
+    assert patch_module.range_sizes(1000, 2) == [250, 250, 125, 125, 125, 125]
+    assert patch_module.range_sizes(300, 2) == [150, 150]  # not three of 100: the third would run alone
+    assert patch_module.range_sizes(3000, 2) == [750, 750, 375, 375, 188, 188, 187, 187]
+    assert patch_module.range_sizes(1000, 3) == [167, 167, 167, 167, 166, 166]
 
 
 def test_a_page_in_many_ranges_is_byte_identical(compare, books, monkeypatch, caplog):

@@ -162,10 +162,13 @@ def _shipped(view, task, context: tuple[ListContext, bytes], items: list, reason
     return _run(view, task, calls, items, context[0], reason)
 
 
-#: The fewest rows worth a range of their own: each range costs a worker about 1.5 ms (the view
-#: and request rebuilt, a query), and the last ranges must be short enough to even the workers
-#: out. Measured in docs/benchmarks.md ("How a page is split").
-MIN_RANGE_ROWS = 100
+#: The fewest rows worth a range of their own. Each range costs a worker about 1.5 ms (the view
+#: and request rebuilt, a query); shorter last ranges should even the workers out, but on the
+#: measured machine they never did: at 1,000 rows one range per worker beat 100-row minimums in
+#: 6 of 7 comparisons, and at 3,000 and 5,000 rows every split tied (docs/benchmarks.md, "How a
+#: page is split"). So a page under 2 x workers x this many rows goes out as one range per
+#: worker, and only longer ones shrink.
+MIN_RANGE_ROWS = 1000
 
 
 def range_sizes(count: int, workers: int) -> list[int]:
@@ -173,7 +176,8 @@ def range_sizes(count: int, workers: int) -> list[int]:
 
     Factoring: each round gives every worker an equal share of half the rows not yet handed out,
     so the ranges shrink as the page goes on; the rows left once a share would be under
-    :data:`MIN_RANGE_ROWS` are cut in equal ranges, at least one per worker. Workers take
+    :data:`MIN_RANGE_ROWS` are cut in equal ranges, the same number for every worker (an odd
+    range out would leave one worker idle while the other serializes it). Workers take
     queued calls in order, so a worker slowed down by anything else (another process, the
     database server, a vCPU the hypervisor slows, costlier rows) takes fewer of the later
     ranges, where with one range per worker the page waited for the slower half.
@@ -183,7 +187,7 @@ def range_sizes(count: int, workers: int) -> list[int]:
     while rest:
         share = -(-rest // (2 * workers))
         if share < MIN_RANGE_ROWS:
-            parts = min(rest, max(workers, rest // MIN_RANGE_ROWS))
+            parts = min(rest, max(1, rest // (MIN_RANGE_ROWS * workers)) * workers)
             sizes += [rest // parts + (1 if i < rest % parts else 0) for i in range(parts)]
             break
         sizes += [share] * workers
