@@ -29,30 +29,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path[:0] = [str(ROOT / "example_project"), str(ROOT)]
 
-PG_URL = "postgres://root@127.0.0.1:5432/multicore_bench"
-
 
 def setup(db: str, workdir: str) -> None:
-    if db == "postgres":
-        os.environ["DATABASE_URL"] = PG_URL
-    else:
-        os.environ.pop("DATABASE_URL", None)
-        os.environ["EXAMPLE_SQLITE_NAME"] = os.path.join(workdir, "split.sqlite3")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "exampleproject.settings"
-    os.environ.setdefault("MULTICORE_MIN_IDLE_CPUS", "0")  # one client, measured as such
-    if db == "postgres":
-        from benchmarks.http import ensure_pg_database
+    """The example project's database as benchmarks/http.py prepares it (migrate, 6,000 products),
+    and Django set up in this process on it."""
+    from benchmarks.http import environment
 
-        ensure_pg_database()
+    env = environment(db, Path(workdir))
+    os.environ.pop("DATABASE_URL", None)  # SQLite: environment() leaves it out
+    os.environ.update(env)
+    os.environ.setdefault("MULTICORE_MIN_IDLE_CPUS", "0")  # one client, measured as such
     import django
 
     django.setup()
     from django.conf import settings
-    from django.core.management import call_command
 
     settings.ALLOWED_HOSTS = ["testserver"]
-    call_command("migrate", verbosity=0)
-    call_command("seed", products=6000)
 
 
 def measure(rows: int, rotations: int, minimums: list[int]) -> str:

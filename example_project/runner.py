@@ -52,13 +52,20 @@ def prepare_database(env: dict[str, str], products: int = 3000) -> str:
     return manage("seed", "--products", str(products), env=env).strip()
 
 
-def parent_of(pid: int) -> int | None:
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, session, ...),
+    or None for a process that is gone or a zombie."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    return None if fields[0] == "Z" else int(fields[1])
+    return None if fields[0] == "Z" else fields
+
+
+def parent_of(pid: int) -> int | None:
+    fields = _stat(pid)
+    return None if fields is None else int(fields[1])
 
 
 def children(pid: int) -> list[int]:
@@ -79,15 +86,10 @@ def session_members(sid: int) -> list[int]:
     starts, also processes never seen in its tree (started after the last look, or re-parented)."""
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if fields[0] != "Z" and int(fields[3]) == sid:
-            found.append(int(entry))
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields is not None and int(fields[3]) == sid:
+                found.append(int(entry))
     return sorted(found)
 
 

@@ -233,8 +233,12 @@ def default_workers() -> int:
     """The worker count of this process's pool, or the one it would start with (with the dask
     backend as default: the cluster's worker threads)."""
     remote = backends.workers()
-    if remote is not None:
-        return remote
+    return remote if remote is not None else local_workers()
+
+
+def local_workers() -> int:
+    """The worker count of this process's local pool, or the one it would start with, whatever
+    the default backend (the DRF patch always runs on the local pool)."""
     pool = owned()
     if pool is not None:
         return pool.workers

@@ -196,10 +196,8 @@ def range_sizes(count: int, workers: int) -> list[int]:
 
 
 def _split(items: list) -> list[list]:
-    pool = lifecycle.owned()
-    workers = pool.workers if pool is not None else lifecycle.default_workers()
     chunks, start = [], 0
-    for size in range_sizes(len(items), workers):
+    for size in range_sizes(len(items), lifecycle.local_workers()):
         chunks.append(items[start : start + size])
         start += size
     return chunks
